@@ -1,0 +1,54 @@
+/*
+ * log.h: dpmail's logging.
+ *
+ * One line per event on stderr, prefixed with a level tag. Messages a peer
+ * can trigger (bad packets, bad commands) must go through LOG_RL, which
+ * rate-limits per call site so that an attacker cannot flood the log.
+ * Owns: the global log level. Never allocates; safe from any thread (each
+ * line is one write(2)).
+ */
+#ifndef DPMAIL_COMMON_LOG_H
+#define DPMAIL_COMMON_LOG_H
+
+#include <stdint.h>
+
+#include "common/ratelimit.h"
+
+enum log_level {
+	LOG_ERR = 0,
+	LOG_WARNING,
+	LOG_NOTICE,
+	LOG_INFO,
+	LOG_DEBUG,
+};
+
+/* Sets the level; messages above it are discarded. */
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* "error", "warning", "notice", "info", "debug" -> level; -1 if unknown. */
+int log_level_parse(const char *name);
+const char *log_level_name(enum log_level level);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define LOG(level, ...)                                                        \
+	do {                                                                   \
+		if ((level) <= log_get_level())                                \
+			log_msg((level), __VA_ARGS__);                         \
+	} while (0)
+
+/*
+ * Rate-limited log for peer-triggered events: at most 10 lines a second
+ * (burst 20) per call site, process-wide. The bucket is racy across
+ * threads by design: an occasional extra line is harmless, a lock is not.
+ */
+#define LOG_RL(level, ...)                                                     \
+	do {                                                                   \
+		static struct ratelimit log_rl_ = RATELIMIT_INIT(10, 20);      \
+		if ((level) <= log_get_level() &&                              \
+		    ratelimit_allow(&log_rl_, ratelimit_now_ms()))             \
+			log_msg((level), __VA_ARGS__);                         \
+	} while (0)
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * dp.h: the dataplane: EAL, the port, mbuf pools and the worker lcores.
+ *
+ * Owns: EAL (initialised from struct dp_conf, never from hand-typed
+ * flags), one port with one RX/TX queue pair per worker, one mbuf pool per
+ * NUMA socket in use, and the worker loops. The loop knows nothing of the
+ * stack: it calls the dp_worker_ops a higher layer installs.
+ *
+ * Errors: functions return 0 or a negative errno and log the reason.
+ */
+#ifndef DPMAIL_DATAPLANE_DP_H
+#define DPMAIL_DATAPLANE_DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_ethdev.h>
+#include <rte_mempool.h>
+
+#include "dataplane/dp_conf.h"
+#include "dataplane/dp_port.h"
+
+/* What a worker runs: installed by the layer above (mgmt). */
+struct dp_worker_ops {
+	/* Takes ownership of n received frames. */
+	void (*input)(void *ctx, struct rte_mbuf **pkts, uint16_t n);
+	/* Once per millisecond of TSC time at most. */
+	void (*tick)(void *ctx, uint64_t now_ms);
+	/* End of a loop iteration: send what is queued. */
+	void (*flush)(void *ctx);
+};
+
+struct dp_worker_stats {
+	uint64_t polls;       /* rx bursts attempted */
+	uint64_t busy_polls;  /* bursts that returned packets */
+	uint64_t idle_sleeps; /* back-off sleeps taken */
+};
+
+struct dp_worker {
+	unsigned index;
+	unsigned lcore_id;
+	struct dp_queue q;
+	const struct dp_worker_ops *ops;
+	void *ctx;
+	const struct dp_conf *conf;
+	const volatile int *stop;
+	struct dp_worker_stats stats;
+} __rte_cache_aligned;
+
+struct dp {
+	struct dp_conf conf;
+	uint16_t port_id;
+	bool port_started;
+	struct rte_eth_dev_info info;
+	uint64_t rx_offloads;
+	uint64_t tx_offloads;
+	uint16_t nqueues;
+	struct rte_mempool *pools[RTE_MAX_NUMA_NODES];
+	unsigned nworkers;
+	struct dp_worker workers[DP_MAX_WORKERS];
+	volatile int stop;
+};
+
+/* Monotonic milliseconds from the TSC, as the workers see time. */
+uint64_t dp_now_ms(void);
+
+/* Builds EAL's arguments from conf and initialises it. */
+int dp_eal_init(const struct dp_conf *conf, const char *prog);
+/* The EAL arguments dp_eal_init would use, for logs and tests. argv is
+ * filled up to max entries; returns the count or -E2BIG. Strings point
+ * into buf. */
+int dp_eal_args(const struct dp_conf *conf, const char *prog, char **argv,
+		int max, char *buf, size_t buflen);
+
+/* Finds the port, creates pools, configures and starts queues. */
+int dp_open(struct dp *dp, const struct dp_conf *conf);
+/* Logs driver, MAC, link, queues and offloads. */
+void dp_describe(const struct dp *dp);
+/* Starts every worker's loop with ops/ctx[i]. */
+int dp_launch(struct dp *dp, const struct dp_worker_ops *ops, void **ctx);
+/* Asks the workers to stop and waits for them. */
+void dp_stop_workers(struct dp *dp);
+/* Stops and closes the port (its RX ring's mbufs go back to the pools). */
+void dp_close(struct dp *dp);
+/* Frees the pools; after dp_close and once every mbuf is back. */
+void dp_free_pools(struct dp *dp);
+/* Mbufs not back in the pools (0 after a clean drain). */
+unsigned dp_mbufs_in_use(const struct dp *dp);
+
+#endif

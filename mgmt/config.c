@@ -1,0 +1,312 @@
+/*
+ * config.c: the config key table, value parsing and cross-key checks.
+ *
+ * inih reads the INI syntax; we feed it through our own line reader so
+ * that every key's line number is known, for errors found by the checks
+ * that look at several keys together.
+ */
+#include "mgmt/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/parse.h"
+
+enum key_type {
+	K_STR,      /* char[size] */
+	K_U32,
+	K_U16,
+	K_BOOL,
+	K_SEC_MS,   /* seconds in the file, milliseconds in the struct */
+	K_LOGLEVEL, /* enum log_level */
+	K_EAL_LOGLEVEL,
+	K_PREFIX,   /* a.b.c.d/len -> stack.addr + stack.prefix_len */
+	K_IPV4_OPT, /* a.b.c.d or empty (0) */
+};
+
+struct key {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t off;  /* in struct dpmail_conf */
+	size_t size; /* K_STR */
+	uint64_t min, max;
+};
+
+#define DP(f) offsetof(struct dpmail_conf, dp.f), sizeof(((struct dp_conf *)0)->f)
+#define ST(f) offsetof(struct dpmail_conf, stack.f), 0
+
+static const struct key keys[] = {
+	{ "eal", "lcores", K_STR, DP(lcores), 0, 0 },
+	{ "eal", "hugepages", K_BOOL, DP(hugepages), 0, 0 },
+	{ "eal", "memory_mb", K_U32, DP(memory_mb), 64, 1u << 20 },
+	{ "eal", "file_prefix", K_STR, DP(file_prefix), 0, 0 },
+	{ "eal", "log_level", K_EAL_LOGLEVEL, DP(eal_log_level), 0, 0 },
+	{ "port", "devargs", K_STR, DP(devargs), 0, 0 },
+	{ "port", "rx_desc", K_U16, DP(rx_desc), 64, 16384 },
+	{ "port", "tx_desc", K_U16, DP(tx_desc), 64, 16384 },
+	{ "port", "mtu", K_U16, DP(mtu), 576, 9000 },
+	{ "net", "address", K_PREFIX, ST(addr), 0, 0 },
+	{ "net", "gateway", K_IPV4_OPT, ST(gateway), 0, 0 },
+	{ "dataplane", "workers", K_U32, DP(workers), 1, DP_MAX_WORKERS },
+	{ "dataplane", "mbufs", K_U32, DP(mbufs), 511, 1u << 24 },
+	{ "dataplane", "mbuf_cache", K_U32, DP(mbuf_cache), 0, 512 },
+	{ "dataplane", "burst", K_U32, DP(burst), 1, DP_MAX_BURST },
+	{ "dataplane", "idle_spin_polls", K_U32, DP(idle_spin_polls), 0, 1u << 30 },
+	{ "dataplane", "idle_pause_polls", K_U32, DP(idle_pause_polls), 0, 1u << 30 },
+	{ "dataplane", "idle_sleep_max_us", K_U32, DP(idle_sleep_max_us), 16, 100000 },
+	{ "stack", "arp_entries", K_U32, ST(arp_entries), 16, 1u << 20 },
+	{ "stack", "arp_timeout_s", K_SEC_MS, ST(arp_timeout_ms), 1, 86400 },
+	{ "stack", "arp_retry_ms", K_U32, ST(arp_retry_ms), 10, 60000 },
+	{ "stack", "arp_retries", K_U32, ST(arp_retries), 1, 20 },
+	{ "stack", "arp_hold", K_U32, ST(arp_hold), 0, ARP_HOLD_MAX },
+	{ "stack", "icmp_rate", K_U32, ST(icmp_rate), 0, 1000000 },
+	{ "stack", "icmp_burst", K_U32, ST(icmp_burst), 1, 1000000 },
+	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0 },
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct load_state {
+	struct dpmail_conf *c;
+	FILE *f;
+	int line;
+	int key_line[NKEYS];
+	int err_line;
+	char err[512];
+};
+
+static char *read_line(char *str, int num, void *stream)
+{
+	struct load_state *st = stream;
+	char *r = fgets(str, num, st->f);
+
+	if (r != NULL)
+		st->line++;
+	return r;
+}
+
+static const char *const eal_levels[] = {
+	"emerg", "alert", "crit", "err", "error", "warning", "notice",
+	"info", "debug",
+};
+
+static int set_value(struct dpmail_conf *c, const struct key *k,
+		     const char *v, char *why, size_t whylen)
+{
+	char *p = (char *)c + k->off;
+	uint32_t u32;
+	bool b;
+	int rc = 0;
+
+	switch (k->type) {
+	case K_STR:
+		if (strlen(v) >= k->size) {
+			snprintf(why, whylen, "longer than %zu characters",
+				 k->size - 1);
+			return -1;
+		}
+		if (*v == '\0') {
+			snprintf(why, whylen, "must not be empty");
+			return -1;
+		}
+		strcpy(p, v);
+		return 0;
+	case K_U32:
+	case K_U16:
+	case K_SEC_MS:
+		rc = parse_u32(v, (uint32_t)k->min, (uint32_t)k->max, &u32);
+		if (rc != 0) {
+			snprintf(why, whylen, "'%s' is not a whole number from "
+				 "%llu to %llu", v, (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+			return -1;
+		}
+		if (k->type == K_U16)
+			*(uint16_t *)p = (uint16_t)u32;
+		else if (k->type == K_SEC_MS)
+			*(uint32_t *)p = u32 * 1000;
+		else
+			*(uint32_t *)p = u32;
+		return 0;
+	case K_BOOL:
+		if (parse_bool(v, &b) != 0) {
+			snprintf(why, whylen, "'%s' is not yes or no", v);
+			return -1;
+		}
+		*(bool *)p = b;
+		return 0;
+	case K_LOGLEVEL:
+		rc = log_level_parse(v);
+		if (rc < 0) {
+			snprintf(why, whylen, "'%s' is not one of error, "
+				 "warning, notice, info, debug", v);
+			return -1;
+		}
+		*(enum log_level *)p = (enum log_level)rc;
+		return 0;
+	case K_EAL_LOGLEVEL:
+		for (size_t i = 0; i < sizeof(eal_levels) / sizeof(*eal_levels); i++)
+			if (strcmp(v, eal_levels[i]) == 0) {
+				snprintf(p, k->size, "%s", v);
+				return 0;
+			}
+		snprintf(why, whylen, "'%s' is not a DPDK log level (emerg "
+			 "alert crit err warning notice info debug)", v);
+		return -1;
+	case K_PREFIX:
+		if (parse_ipv4_prefix(v, &c->stack.addr,
+				      &c->stack.prefix_len) != 0) {
+			snprintf(why, whylen, "'%s' is not an IPv4 address "
+				 "with prefix length, like 198.18.0.2/24", v);
+			return -1;
+		}
+		return 0;
+	case K_IPV4_OPT:
+		if (*v == '\0') {
+			*(uint32_t *)p = 0;
+			return 0;
+		}
+		if (parse_ipv4(v, (uint32_t *)p) != 0) {
+			snprintf(why, whylen, "'%s' is not an IPv4 address", v);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int on_key(void *user, const char *section, const char *name,
+		  const char *value)
+{
+	struct load_state *st = user;
+	bool section_known = false;
+	char why[256];
+
+	if (st->err_line != 0)
+		return 1; /* report only the first error */
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].section, section) != 0)
+			continue;
+		section_known = true;
+		if (strcmp(keys[i].name, name) != 0)
+			continue;
+		if (set_value(st->c, &keys[i], value, why, sizeof(why)) != 0) {
+			st->err_line = st->line;
+			snprintf(st->err, sizeof(st->err), "[%s] %s: %s",
+				 section, name, why);
+			return 0;
+		}
+		st->key_line[i] = st->line;
+		return 1;
+	}
+	st->err_line = st->line;
+	if (section_known)
+		snprintf(st->err, sizeof(st->err), "[%s] %s: unknown key",
+			 section, name);
+	else
+		snprintf(st->err, sizeof(st->err), "[%s]: unknown section",
+			 section);
+	return 0;
+}
+
+static int key_line(const struct load_state *st, const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return st->key_line[i];
+	return 0;
+}
+
+/* Checks that involve several keys; returns the offending key or NULL. */
+static const char *check(const struct dpmail_conf *c, char *why, size_t len)
+{
+	const struct stack_conf *s = &c->stack;
+	uint32_t mask = s->prefix_len ? ~0u << (32 - s->prefix_len) : 0;
+	uint32_t a = __builtin_bswap32(s->addr);
+
+	if (s->prefix_len < 31 && ((a & ~mask) == 0 || (a & ~mask) == ~mask)) {
+		snprintf(why, len, "the address is the network or broadcast "
+			 "address of its prefix");
+		return "address";
+	}
+	if ((a >> 24) == 0 || (a >> 24) == 127 || (a >> 28) >= 0xe) {
+		snprintf(why, len, "not a usable unicast address");
+		return "address";
+	}
+	if (s->gateway != 0 &&
+	    ((__builtin_bswap32(s->gateway) ^ a) & mask) != 0) {
+		snprintf(why, len, "the gateway is not inside the address's "
+			 "prefix");
+		return "gateway";
+	}
+	if (c->dp.idle_sleep_max_us < 16) {
+		snprintf(why, len, "must be at least 16");
+		return "idle_sleep_max_us";
+	}
+	if ((uint64_t)c->dp.mbuf_cache * 3 > (uint64_t)c->dp.mbufs * 2) {
+		snprintf(why, len, "must be at most mbufs / 1.5 (a DPDK limit)");
+		return "mbuf_cache";
+	}
+	return NULL;
+}
+
+void config_defaults(struct dpmail_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	dp_conf_defaults(&c->dp);
+	stack_conf_defaults(&c->stack);
+	c->log_level = LOG_INFO;
+}
+
+int config_load(struct dpmail_conf *c, const char *path, char *err,
+		size_t errlen)
+{
+	struct dpmail_conf tmp;
+	struct load_state st;
+	const char *bad;
+	char why[256];
+	int rc;
+
+	config_defaults(&tmp);
+	snprintf(tmp.path, sizeof(tmp.path), "%s", path);
+	memset(&st, 0, sizeof(st));
+	st.c = &tmp;
+	st.f = fopen(path, "r");
+	if (st.f == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	rc = ini_parse_stream(read_line, &st, on_key, &st);
+	fclose(st.f);
+	if (st.err_line != 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, st.err_line, st.err);
+		return -1;
+	}
+	if (rc != 0) {
+		/* inih's own syntax error (no '=' , unclosed '[') */
+		snprintf(err, errlen, "%s:%d: syntax error: expected "
+			 "'[section]' or 'key = value'", path, rc);
+		return -1;
+	}
+	bad = check(&tmp, why, sizeof(why));
+	if (bad != NULL) {
+		int line = key_line(&st, bad);
+		const char *sect = "";
+		for (size_t i = 0; i < NKEYS; i++)
+			if (strcmp(keys[i].name, bad) == 0)
+				sect = keys[i].section;
+		if (line > 0)
+			snprintf(err, errlen, "%s:%d: [%s] %s: %s", path, line,
+				 sect, bad, why);
+		else
+			snprintf(err, errlen, "%s: [%s] %s: %s", path, sect, bad,
+				 why);
+		return -1;
+	}
+	*c = tmp;
+	return 0;
+}

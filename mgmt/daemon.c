@@ -1,0 +1,195 @@
+/*
+ * daemon.c: start-up, the main lcore's wait, and clean shutdown.
+ *
+ * The main lcore never touches packets: it sleeps, wakes on signals
+ * (SIGTERM/SIGINT stop, SIGUSR1 prints the counters) and reads the
+ * workers' counters without locks (plain 64-bit loads of values only
+ * their worker writes; a sum may be a moment stale, never torn on x86-64).
+ * Signals are blocked before EAL starts its threads, so every signal is
+ * delivered here, to the one thread that unblocks them.
+ */
+#include "mgmt/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_malloc.h>
+
+#include "common/log.h"
+#include "common/parse.h"
+#include "dataplane/dp.h"
+#include "tcpstack/stack.h"
+
+static volatile sig_atomic_t got_stop, got_dump;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		got_dump = 1;
+	else
+		got_stop = sig;
+}
+
+static void w_input(void *ctx, struct rte_mbuf **pkts, uint16_t n)
+{
+	stack_input(ctx, pkts, n);
+}
+
+static void w_tick(void *ctx, uint64_t now_ms)
+{
+	stack_tick(ctx, now_ms);
+}
+
+static void w_flush(void *ctx)
+{
+	stack_flush(ctx);
+}
+
+static const struct dp_worker_ops stack_worker_ops = {
+	.input = w_input,
+	.tick = w_tick,
+	.flush = w_flush,
+};
+
+/* One write for the whole table so it never interleaves with logs. */
+static void print_counters(struct stack **stacks, unsigned n,
+			   const struct dp *dp)
+{
+	static char buf[16384];
+	size_t len = 0;
+	uint64_t polls = 0, busy = 0, sleeps = 0;
+
+	len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+				"dpmaild: counters (sum of %u worker%s)\n", n,
+				n == 1 ? "" : "s");
+	for (unsigned i = 0; i < STACK_CTR_COUNT; i++) {
+		uint64_t v = 0;
+		for (unsigned w = 0; w < n; w++)
+			v += stack_counter_get(&stacks[w]->cnt, i);
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+					"  %-30s %llu\n", stack_counter_name(i),
+					(unsigned long long)v);
+	}
+	for (unsigned w = 0; w < dp->nworkers; w++) {
+		polls += dp->workers[w].stats.polls;
+		busy += dp->workers[w].stats.busy_polls;
+		sleeps += dp->workers[w].stats.idle_sleeps;
+	}
+	len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+		"  %-30s %llu\n  %-30s %llu\n  %-30s %llu\n",
+		"worker.polls", (unsigned long long)polls,
+		"worker.busy_polls", (unsigned long long)busy,
+		"worker.idle_sleeps", (unsigned long long)sleeps);
+	if (len > sizeof(buf))
+		len = sizeof(buf);
+	ssize_t r = write(STDERR_FILENO, buf, len);
+	(void)r;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: wake the sleep */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int daemon_run(const struct dpmail_conf *conf, const char *prog)
+{
+	static struct dp dp;
+	struct stack *stacks[DP_MAX_WORKERS] = { 0 };
+	void *ctx[DP_MAX_WORKERS];
+	sigset_t sigs, old;
+	unsigned nstacks = 0, leaked;
+	int rc, exit_code = 1;
+	char a[16];
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1);
+	install_signals();
+	/* EAL's threads and the workers inherit this mask */
+	pthread_sigmask(SIG_BLOCK, &sigs, &old);
+
+	if (dp_eal_init(&conf->dp, prog) != 0)
+		return 1;
+	rc = dp_open(&dp, &conf->dp);
+	if (rc != 0)
+		goto out;
+	dp_describe(&dp);
+
+	for (unsigned i = 0; i < dp.nworkers; i++) {
+		struct dp_worker *w = &dp.workers[i];
+		stacks[i] = rte_zmalloc_socket("stack", sizeof(struct stack),
+				RTE_CACHE_LINE_SIZE,
+				(int)rte_lcore_to_socket_id(w->lcore_id));
+		if (stacks[i] == NULL) {
+			LOG(LOG_ERR, "daemon: out of memory for stack %u", i);
+			goto out;
+		}
+		/* the first worker announces our address for the port */
+		rc = stack_init(stacks[i], i, &conf->stack, &w->q, i == 0,
+				dp_now_ms());
+		if (rc != 0) {
+			LOG(LOG_ERR, "daemon: stack %u: %s", i, strerror(-rc));
+			rte_free(stacks[i]);
+			stacks[i] = NULL;
+			goto out;
+		}
+		nstacks++;
+		ctx[i] = stacks[i];
+	}
+	if (dp_launch(&dp, &stack_worker_ops, ctx) != 0)
+		goto out;
+	LOG(LOG_NOTICE, "dpmaild: ready: %s/%u on port %u, %u worker%s "
+	    "(config %s)", format_ipv4(conf->stack.addr, a),
+	    conf->stack.prefix_len, dp.port_id, dp.nworkers,
+	    dp.nworkers == 1 ? "" : "s", conf->path);
+
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	while (!got_stop) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000000L };
+		nanosleep(&ts, NULL);
+		if (got_dump) {
+			got_dump = 0;
+			print_counters(stacks, nstacks, &dp);
+		}
+	}
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	LOG(LOG_NOTICE, "dpmaild: %s received, shutting down",
+	    got_stop == SIGINT ? "SIGINT" : "SIGTERM");
+	dp_stop_workers(&dp);
+	exit_code = 0;
+out:
+	/* stop RX first, then give every held mbuf back */
+	dp_close(&dp);
+	for (unsigned i = 0; i < nstacks; i++)
+		stack_fini(stacks[i]);
+	if (nstacks > 0)
+		print_counters(stacks, nstacks, &dp);
+	for (unsigned i = 0; i < nstacks; i++)
+		rte_free(stacks[i]);
+	leaked = dp_mbufs_in_use(&dp);
+	if (leaked != 0) {
+		LOG(LOG_ERR, "dpmaild: %u mbufs not returned at exit", leaked);
+		exit_code = 1;
+	} else if (exit_code == 0) {
+		LOG(LOG_INFO, "dpmaild: all mbufs returned to their pools");
+	}
+	dp_free_pools(&dp);
+	rte_eal_cleanup();
+	if (exit_code == 0)
+		LOG(LOG_NOTICE, "dpmaild: stopped");
+	return exit_code;
+}

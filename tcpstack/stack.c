@@ -1,0 +1,111 @@
+/*
+ * stack.c: one stack instance: set-up, the input burst, the TX burst and
+ * the timer tick. The layers live in eth.c, arp.c, ipv4.c and icmp.c.
+ */
+#include "tcpstack/stack.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_ethdev.h>
+
+#include "tcpstack/eth.h"
+#include "tcpstack/icmp.h"
+
+void stack_conf_defaults(struct stack_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->addr = RTE_BE32(RTE_IPV4(198, 18, 0, 2));
+	c->prefix_len = 24;
+	c->arp_entries = 1024;
+	c->arp_timeout_ms = 60000;
+	c->arp_retry_ms = 1000;
+	c->arp_retries = 3;
+	c->arp_hold = 4;
+	c->icmp_rate = 100;
+	c->icmp_burst = 50;
+}
+
+int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
+	       struct dp_queue *q, bool announce, uint64_t now_ms)
+{
+	int rc;
+
+	if (conf->arp_hold > ARP_HOLD_MAX || conf->arp_entries == 0 ||
+	    conf->arp_retries == 0 || conf->arp_retries > 255 ||
+	    conf->prefix_len > 32)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	s->conf = *conf;
+	s->id = id;
+	s->q = q;
+	s->mac = q->mac;
+	s->now_ms = now_ms;
+	s->netmask = conf->prefix_len == 0 ? 0 :
+		rte_cpu_to_be_32(~0u << (32 - conf->prefix_len));
+	s->tx_ip_cksum = (q->tx_offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+	s->ip_id = (uint16_t)(rte_rand() & 0xffff);
+	ratelimit_init(&s->icmp_rl, conf->icmp_rate, conf->icmp_burst, now_ms);
+	s->proto[IPPROTO_ICMP] = icmp_input;
+	rc = arp_init(s);
+	if (rc != 0)
+		return rc;
+	if (announce) {
+		s->garp_left = 3; /* like arping -U -c 3 after an address change */
+		s->garp_next_ms = now_ms;
+	}
+	return 0;
+}
+
+void stack_fini(struct stack *s)
+{
+	for (uint16_t i = 0; i < s->ntx; i++)
+		rte_pktmbuf_free(s->tx[i]);
+	s->ntx = 0;
+	arp_fini(s);
+}
+
+void stack_input(struct stack *s, struct rte_mbuf **pkts, uint16_t n)
+{
+	s->cnt.port_rx_packets += n;
+	for (uint16_t i = 0; i < n; i++) {
+		if (i + 1 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+		eth_input(s, pkts[i]);
+	}
+}
+
+void stack_flush(struct stack *s)
+{
+	uint16_t sent;
+
+	if (s->ntx == 0)
+		return;
+	sent = dp_tx(s->q, s->tx, s->ntx);
+	s->cnt.port_tx_packets += sent;
+	if (sent < s->ntx) {
+		/* a full TX ring: drop rather than stall the worker */
+		s->cnt.port_tx_dropped += s->ntx - sent;
+		rte_pktmbuf_free_bulk(&s->tx[sent], s->ntx - sent);
+	}
+	s->ntx = 0;
+}
+
+void stack_xmit(struct stack *s, struct rte_mbuf *m)
+{
+	if (s->ntx == STACK_TX_BURST)
+		stack_flush(s);
+	s->tx[s->ntx++] = m;
+}
+
+void stack_tick(struct stack *s, uint64_t now_ms)
+{
+	s->now_ms = now_ms;
+	if (s->garp_left > 0 && now_ms >= s->garp_next_ms) {
+		arp_announce(s);
+		s->garp_left--;
+		s->garp_next_ms = now_ms + 1000;
+	}
+	arp_tick(s);
+}

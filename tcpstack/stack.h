@@ -1,0 +1,91 @@
+/*
+ * stack.h: one userspace network stack instance, owned by one worker.
+ *
+ * Owns: the worker's ARP table, its pending-TX burst, its counters and its
+ * ICMP error rate limiter. Frames arrive through stack_input() (the worker
+ * polled them from its dp_queue) and leave through dp_tx() on the same
+ * queue. Nothing here blocks, locks or allocates outside the mbuf pool and
+ * start-up; time is passed in by the caller (milliseconds, monotonic) so
+ * tests can drive every timer.
+ *
+ * Layers: eth.c (Ethernet II dispatch), arp.c, ipv4.c, icmp.c.
+ */
+#ifndef DPMAIL_TCPSTACK_STACK_H
+#define DPMAIL_TCPSTACK_STACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/dp_port.h"
+#include "tcpstack/arp.h"
+#include "tcpstack/stack_counters.h"
+#include "common/ratelimit.h"
+
+#define STACK_TX_BURST 64
+#define ARP_HOLD_MAX 16
+
+/* Settings ([net] and [stack] in the config), read-only after start. */
+struct stack_conf {
+	uint32_t addr;          /* our IPv4 address, network order */
+	uint8_t prefix_len;     /* on-link prefix length */
+	uint32_t gateway;       /* next hop for off-link, network order; 0 = none */
+	uint32_t arp_entries;   /* neighbour table capacity */
+	uint32_t arp_timeout_ms;/* a resolved entry lives this long unrefreshed */
+	uint32_t arp_retry_ms;  /* interval between unanswered requests */
+	uint32_t arp_retries;   /* requests sent before giving up */
+	uint32_t arp_hold;      /* packets held per unresolved next hop */
+	uint32_t icmp_rate;     /* ICMP errors per second */
+	uint32_t icmp_burst;
+};
+
+void stack_conf_defaults(struct stack_conf *c);
+
+struct stack;
+
+typedef void (*stack_proto_handler)(struct stack *s, struct rte_mbuf *m,
+				    const struct rte_ipv4_hdr *ip,
+				    uint16_t l4_off, uint16_t l4_len);
+
+struct stack {
+	struct stack_conf conf;
+	unsigned id;              /* worker index */
+	struct dp_queue *q;
+	struct rte_ether_addr mac;
+	uint32_t netmask;         /* network order, from prefix_len */
+	uint64_t now_ms;
+	struct stack_counters cnt;
+	struct arp_table arp;
+	struct ratelimit icmp_rl;
+	uint16_t ip_id;
+	uint8_t garp_left;        /* gratuitous ARPs still to send */
+	uint64_t garp_next_ms;
+	bool tx_ip_cksum;         /* the port computes IPv4 header checksums */
+	uint16_t ntx;
+	struct rte_mbuf *tx[STACK_TX_BURST];
+	/* Upper-layer handlers by IP protocol; NULL = protocol unreachable. */
+	stack_proto_handler proto[256];
+};
+
+/*
+ * Prepares a stack on queue q. Returns 0, -ENOMEM (tables) or -EINVAL
+ * (conf out of range). announce: send gratuitous ARPs from stack_tick().
+ */
+int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
+	       struct dp_queue *q, bool announce, uint64_t now_ms);
+/* Frees every mbuf the stack still holds (ARP queues, TX burst). */
+void stack_fini(struct stack *s);
+
+/* Consumes n received frames: each is answered, queued, or freed. */
+void stack_input(struct stack *s, struct rte_mbuf **pkts, uint16_t n);
+/* Advances time: ARP retries and expiry, gratuitous ARP. */
+void stack_tick(struct stack *s, uint64_t now_ms);
+/* Sends the pending TX burst; frames the port refuses are dropped. */
+void stack_flush(struct stack *s);
+
+/* Queues a complete frame for TX (flushed when the burst fills). */
+void stack_xmit(struct stack *s, struct rte_mbuf *m);
+
+#endif
