@@ -16,7 +16,8 @@
 void stack_conf_defaults(struct stack_conf *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->addr = RTE_BE32(RTE_IPV4(198, 18, 0, 2));
+	/* 198.18.0.2; RTE_IPV4 shifts a signed int, which UBSan rejects */
+	c->addr = rte_cpu_to_be_32(198u << 24 | 18u << 16 | 2u);
 	c->prefix_len = 24;
 	c->arp_entries = 1024;
 	c->arp_timeout_ms = 60000;
