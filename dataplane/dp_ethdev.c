@@ -139,8 +139,12 @@ static int configure_port(struct dp *dp)
 			(RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
 	}
 	/* checksum offload where offered; software checksums otherwise */
-	dp->rx_offloads = dp->info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
-	dp->tx_offloads = dp->info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+	dp->rx_offloads = dp->info.rx_offload_capa &
+		(RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM |
+		 RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
+	dp->tx_offloads = dp->info.tx_offload_capa &
+		(RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM |
+		 RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
 	pc.rxmode.offloads = dp->rx_offloads;
 	pc.txmode.offloads = dp->tx_offloads;
 

@@ -38,6 +38,7 @@ struct key {
 
 #define DP(f) offsetof(struct dpmail_conf, dp.f), sizeof(((struct dp_conf *)0)->f)
 #define ST(f) offsetof(struct dpmail_conf, stack.f), 0
+#define DG(f) offsetof(struct dpmail_conf, diag.f), 0
 
 static const struct key keys[] = {
 	{ "eal", "lcores", K_STR, DP(lcores), 0, 0 },
@@ -65,6 +66,24 @@ static const struct key keys[] = {
 	{ "stack", "arp_hold", K_U32, ST(arp_hold), 0, ARP_HOLD_MAX },
 	{ "stack", "icmp_rate", K_U32, ST(icmp_rate), 0, 1000000 },
 	{ "stack", "icmp_burst", K_U32, ST(icmp_burst), 1, 1000000 },
+	{ "tcp", "max_conns", K_U32, ST(tcp_max_conns), 16, 1u << 24 },
+	{ "tcp", "sndbuf", K_U32, ST(tcp_sndbuf), 4096, 64u << 20 },
+	{ "tcp", "rcvbuf", K_U32, ST(tcp_rcvbuf), 4096, 64u << 20 },
+	{ "tcp", "syn_backlog", K_U32, ST(tcp_syn_backlog), 1, 1u << 20 },
+	{ "tcp", "msl_ms", K_U32, ST(tcp_msl_ms), 100, 120000 },
+	{ "tcp", "rto_min_ms", K_U32, ST(tcp_rto_min_ms), 10, 10000 },
+	{ "tcp", "rto_max_ms", K_U32, ST(tcp_rto_max_ms), 1000, 600000 },
+	{ "tcp", "rto_init_ms", K_U32, ST(tcp_rto_init_ms), 100, 60000 },
+	{ "tcp", "retries", K_U32, ST(tcp_retries), 1, 30 },
+	{ "tcp", "syn_retries", K_U32, ST(tcp_syn_retries), 1, 20 },
+	{ "tcp", "delack_ms", K_U32, ST(tcp_delack_ms), 1, 500 },
+	{ "tcp", "fin_timeout_ms", K_U32, ST(tcp_fin_timeout_ms), 1000, 600000 },
+	{ "tcp", "timestamps", K_BOOL, ST(tcp_timestamps), 0, 0 },
+	{ "tcp", "sack", K_BOOL, ST(tcp_sack), 0, 0 },
+	{ "tcp", "window_scaling", K_BOOL, ST(tcp_wscale), 0, 0 },
+	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535 },
+	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535 },
+	{ "diag", "chargen_port", K_U16, DG(chargen_port), 0, 65535 },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0 },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -241,6 +260,10 @@ static const char *check(const struct dpmail_conf *c, char *why, size_t len)
 		snprintf(why, len, "the gateway is not inside the address's "
 			 "prefix");
 		return "gateway";
+	}
+	if (c->stack.tcp_rto_min_ms > c->stack.tcp_rto_max_ms) {
+		snprintf(why, len, "must not exceed rto_max_ms");
+		return "rto_min_ms";
 	}
 	if (c->dp.idle_sleep_max_us < 16) {
 		snprintf(why, len, "must be at least 16");

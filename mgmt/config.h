@@ -11,11 +11,13 @@
 #include "common/log.h"
 #include "dataplane/dp_conf.h"
 #include "tcpstack/stack.h"
+#include "tcpstack/tcp_diag.h"
 
 struct dpmail_conf {
 	char path[4096];
 	struct dp_conf dp;
 	struct stack_conf stack;
+	struct diag_conf diag;
 	enum log_level log_level;
 };
 

@@ -24,6 +24,8 @@
 #include "common/parse.h"
 #include "dataplane/dp.h"
 #include "tcpstack/stack.h"
+#include "tcpstack/tcp.h"
+#include "tcpstack/tcp_diag.h"
 
 static volatile sig_atomic_t got_stop, got_dump;
 
@@ -79,6 +81,14 @@ static void print_counters(struct stack **stacks, unsigned n,
 		polls += dp->workers[w].stats.polls;
 		busy += dp->workers[w].stats.busy_polls;
 		sleeps += dp->workers[w].stats.idle_sleeps;
+	}
+	{
+		uint64_t live = 0;
+		for (unsigned w = 0; w < n; w++)
+			live += tcp_live_conns(stacks[w]);
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+					"  %-30s %llu\n", "tcp.live_conns",
+					(unsigned long long)live);
 	}
 	len += (size_t)snprintf(buf + len, sizeof(buf) - len,
 		"  %-30s %llu\n  %-30s %llu\n  %-30s %llu\n",
@@ -149,6 +159,12 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 		}
 		nstacks++;
 		ctx[i] = stacks[i];
+		rc = diag_start(stacks[i], &conf->diag);
+		if (rc != 0) {
+			LOG(LOG_ERR, "daemon: diagnostic listeners: %s",
+			    strerror(-rc));
+			goto out;
+		}
 	}
 	if (dp_launch(&dp, &stack_worker_ops, ctx) != 0)
 		goto out;

@@ -12,6 +12,7 @@
 
 #include "tcpstack/eth.h"
 #include "tcpstack/icmp.h"
+#include "tcpstack/tcp_internal.h"
 
 void stack_conf_defaults(struct stack_conf *c)
 {
@@ -26,6 +27,21 @@ void stack_conf_defaults(struct stack_conf *c)
 	c->arp_hold = 4;
 	c->icmp_rate = 100;
 	c->icmp_burst = 50;
+	c->tcp_max_conns = 65536;
+	c->tcp_sndbuf = 256 * 1024;
+	c->tcp_rcvbuf = 256 * 1024;
+	c->tcp_syn_backlog = 1024;
+	c->tcp_msl_ms = 30000;
+	c->tcp_rto_min_ms = 200;
+	c->tcp_rto_max_ms = 120000;
+	c->tcp_rto_init_ms = 1000;
+	c->tcp_retries = 15;
+	c->tcp_syn_retries = 6;
+	c->tcp_delack_ms = 40;
+	c->tcp_fin_timeout_ms = 60000;
+	c->tcp_timestamps = true;
+	c->tcp_sack = true;
+	c->tcp_wscale = true;
 }
 
 int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
@@ -46,12 +62,21 @@ int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
 	s->netmask = conf->prefix_len == 0 ? 0 :
 		rte_cpu_to_be_32(~0u << (32 - conf->prefix_len));
 	s->tx_ip_cksum = (q->tx_offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+	s->tx_l4_cksum = (q->tx_offloads & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) != 0;
+	s->rx_l4_cksum = (q->rx_offloads & RTE_ETH_RX_OFFLOAD_TCP_CKSUM) != 0;
 	s->ip_id = (uint16_t)(rte_rand() & 0xffff);
 	ratelimit_init(&s->icmp_rl, conf->icmp_rate, conf->icmp_burst, now_ms);
 	s->proto[IPPROTO_ICMP] = icmp_input;
+	s->proto[IPPROTO_TCP] = tcp_input;
+	tw_init(&s->tw, now_ms, s);
 	rc = arp_init(s);
 	if (rc != 0)
 		return rc;
+	rc = tcp_stack_init(s);
+	if (rc != 0) {
+		arp_fini(s);
+		return rc;
+	}
 	if (announce) {
 		s->garp_left = 3; /* like arping -U -c 3 after an address change */
 		s->garp_next_ms = now_ms;
@@ -61,6 +86,7 @@ int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
 
 void stack_fini(struct stack *s)
 {
+	tcp_stack_fini(s);
 	for (uint16_t i = 0; i < s->ntx; i++)
 		rte_pktmbuf_free(s->tx[i]);
 	s->ntx = 0;
@@ -81,6 +107,7 @@ void stack_flush(struct stack *s)
 {
 	uint16_t sent;
 
+	tcp_flush(s);
 	if (s->ntx == 0)
 		return;
 	sent = dp_tx(s->q, s->tx, s->ntx);
@@ -109,4 +136,5 @@ void stack_tick(struct stack *s, uint64_t now_ms)
 		s->garp_next_ms = now_ms + 1000;
 	}
 	arp_tick(s);
+	tw_advance(&s->tw, now_ms);
 }

@@ -22,6 +22,7 @@
 #include "dataplane/dp_port.h"
 #include "tcpstack/arp.h"
 #include "tcpstack/stack_counters.h"
+#include "tcpstack/timer_wheel.h"
 #include "common/ratelimit.h"
 
 #define STACK_TX_BURST 64
@@ -39,6 +40,18 @@ struct stack_conf {
 	uint32_t arp_hold;      /* packets held per unresolved next hop */
 	uint32_t icmp_rate;     /* ICMP errors per second */
 	uint32_t icmp_burst;
+	/* TCP ([tcp] section) */
+	uint32_t tcp_max_conns;   /* connections per worker, all states */
+	uint32_t tcp_sndbuf;      /* send buffer per connection, bytes */
+	uint32_t tcp_rcvbuf;      /* receive window per connection, bytes */
+	uint32_t tcp_syn_backlog; /* default half-open limit per listener */
+	uint32_t tcp_msl_ms;      /* TIME-WAIT lasts 2 x MSL */
+	uint32_t tcp_rto_min_ms, tcp_rto_max_ms, tcp_rto_init_ms;
+	uint32_t tcp_retries;     /* data retransmissions before giving up */
+	uint32_t tcp_syn_retries;
+	uint32_t tcp_delack_ms;
+	uint32_t tcp_fin_timeout_ms; /* FIN-WAIT-2 after the app closed */
+	bool tcp_timestamps, tcp_sack, tcp_wscale;
 };
 
 void stack_conf_defaults(struct stack_conf *c);
@@ -59,6 +72,10 @@ struct stack {
 	struct stack_counters cnt;
 	struct arp_table arp;
 	struct ratelimit icmp_rl;
+	struct timer_wheel tw;
+	struct tcp_stack *tcp;
+	bool tx_l4_cksum;         /* the port computes TCP/UDP checksums */
+	bool rx_l4_cksum;         /* the port verifies TCP/UDP checksums */
 	uint16_t ip_id;
 	uint8_t garp_left;        /* gratuitous ARPs still to send */
 	uint64_t garp_next_ms;

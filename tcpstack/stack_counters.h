@@ -59,7 +59,43 @@
 	X(icmp, rx_other)                                                     \
 	X(icmp, tx_unreach)                                                   \
 	X(icmp, ratelimited)                                                  \
-	X(icmp, echo_broadcast_ignored)
+	X(icmp, echo_broadcast_ignored)                                       \
+	X(tcp, rx)                                                            \
+	X(tcp, tx)                                                            \
+	X(tcp, truncated)                                                     \
+	X(tcp, bad_checksum)                                                  \
+	X(tcp, bad_offset)                                                    \
+	X(tcp, bad_options)                                                   \
+	X(tcp, bad_flags)                                                     \
+	X(tcp, no_listener)                                                   \
+	X(tcp, rst_rx)                                                        \
+	X(tcp, rst_tx)                                                        \
+	X(tcp, syn_rx)                                                        \
+	X(tcp, syn_backlog_full)                                              \
+	X(tcp, conn_table_full)                                               \
+	X(tcp, accepted)                                                      \
+	X(tcp, refused_by_app)                                                \
+	X(tcp, connects)                                                      \
+	X(tcp, connect_failed)                                                \
+	X(tcp, opened)                                                        \
+	X(tcp, closed)                                                        \
+	X(tcp, retransmits)                                                   \
+	X(tcp, rto_timeouts)                                                  \
+	X(tcp, fast_retransmits)                                              \
+	X(tcp, dup_acks)                                                      \
+	X(tcp, ooo_segments)                                                  \
+	X(tcp, ooo_dropped)                                                   \
+	X(tcp, out_of_window)                                                 \
+	X(tcp, challenge_acks)                                                \
+	X(tcp, paws_dropped)                                                  \
+	X(tcp, ack_too_new)                                                   \
+	X(tcp, delayed_acks)                                                  \
+	X(tcp, persist_probes)                                                \
+	X(tcp, data_after_close)                                              \
+	X(tcp, timewait_reused)                                               \
+	X(tcp, drop_timeout)                                                  \
+	X(tcp, rx_bytes)                                                      \
+	X(tcp, tx_bytes)
 
 struct stack_counters {
 #define STACK_COUNTER_FIELD(layer, name) uint64_t layer##_##name;

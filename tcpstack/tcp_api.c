@@ -1,0 +1,282 @@
+/*
+ * tcp_api.c: the stream API of tcp.h: listen, connect, send, shutdown,
+ * close, abort, pause. See tcp.h for the contract.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tcpstack/tcp_internal.h"
+
+int tcp_listen(struct stack *s, const struct tcp_listen_opts *o,
+	       tcp_accept_fn accept, void *listen_user,
+	       struct tcp_listener **out)
+{
+	struct tcp_listener *l;
+
+	if (o->port == 0 || accept == NULL)
+		return -EINVAL;
+	for (l = s->tcp->listeners; l != NULL; l = l->next)
+		if (l->o.port == o->port)
+			return -EADDRINUSE;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return -ENOMEM;
+	l->o = *o;
+	l->accept = accept;
+	l->user = listen_user;
+	l->next = s->tcp->listeners;
+	s->tcp->listeners = l;
+	if (out != NULL)
+		*out = l;
+	return 0;
+}
+
+void tcp_unlisten(struct stack *s, struct tcp_listener *l)
+{
+	struct tcp_listener **pp;
+
+	for (pp = &s->tcp->listeners; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	l->closed = true;
+	if (l->syn_pending == 0 && l->conns == 0)
+		free(l);
+}
+
+/* Ephemeral ports 32768-60999, as Linux's default range. */
+#define EPH_LO 32768u
+#define EPH_HI 60999u
+
+int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
+		const struct tcp_callbacks *cb, void *user,
+		struct tcp_conn **out)
+{
+	struct tcp_stack *t = s->tcp;
+	struct tcp_conn *c = NULL;
+	uint32_t n = EPH_HI - EPH_LO + 1;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t port = t->eph_next;
+		t->eph_next = port >= EPH_HI ? EPH_LO : (uint16_t)(port + 1);
+		if (tcp_conn_lookup(s, dst_ip, dst_port, s->conf.addr, port) ==
+		    NULL) {
+			c = tcp_conn_new(s, dst_ip, dst_port, s->conf.addr, port);
+			if (c == NULL)
+				return -ENOMEM;
+			break;
+		}
+	}
+	if (c == NULL)
+		return -EADDRNOTAVAIL;
+	c->cb = cb;
+	c->user = user;
+	c->flags |= TF_ACTIVE | TF_APP_OWNED;
+	c->state = TCPS_SYN_SENT;
+	c->iss = tcp_isn(s, c);
+	c->snd_una = c->iss;
+	c->snd_max = c->iss;
+	c->snd_nxt = c->iss + 1;
+	/* our SYN's options decide what we can use; the SYN-ACK confirms */
+	if (s->conf.tcp_wscale) {
+		uint8_t ws = 0;
+		while (ws < 14 && (65535u << ws) < s->conf.tcp_rcvbuf)
+			ws++;
+		c->rcv_wscale = ws;
+	}
+	s->cnt.tcp_connects++;
+	tcp_send_segment(c, c->iss, 0, RTE_TCP_SYN_FLAG);
+	if (out != NULL)
+		*out = c;
+	return 0;
+}
+
+size_t tcp_send_space(const struct tcp_conn *c)
+{
+	uint32_t buf = c->s->conf.tcp_sndbuf;
+
+	return c->sq_len >= buf ? 0 : buf - c->sq_len;
+}
+
+size_t tcp_send_queued(const struct tcp_conn *c)
+{
+	return c->sq_len;
+}
+
+ssize_t tcp_send(struct tcp_conn *c, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	size_t space, done = 0;
+
+	if (c->flags & (TF_FIN_QUEUED | TF_APP_CLOSED | TF_ZOMBIE))
+		return -EPIPE;
+	switch (c->state) {
+	case TCPS_SYN_SENT:
+	case TCPS_SYN_RECEIVED:
+	case TCPS_ESTABLISHED:
+	case TCPS_CLOSE_WAIT:
+		break;
+	default:
+		return -ENOTCONN;
+	}
+	space = tcp_send_space(c);
+	if (len > space) {
+		len = space;
+		c->flags |= TF_WANT_WRITABLE;
+	}
+	while (done < len) {
+		struct rte_mbuf *m = c->sq_tail;
+		uint16_t room = m != NULL ? rte_pktmbuf_tailroom(m) : 0;
+		size_t n;
+
+		if (room == 0) {
+			m = rte_pktmbuf_alloc(c->s->q->pool);
+			if (m == NULL) {
+				c->s->cnt.port_alloc_failed++;
+				c->flags |= TF_WANT_WRITABLE;
+				break;
+			}
+			/* the send queue holds payload only: no headroom */
+			m->data_off = 0;
+			if (c->sq_tail != NULL)
+				c->sq_tail->next = m;
+			else
+				c->sq_head = m;
+			c->sq_tail = m;
+			room = rte_pktmbuf_tailroom(m);
+		}
+		n = len - done < room ? len - done : room;
+		memcpy(rte_pktmbuf_mtod_offset(m, uint8_t *, m->data_len),
+		       p + done, n);
+		m->data_len = (uint16_t)(m->data_len + n);
+		m->pkt_len = m->data_len; /* each is its own segment list */
+		done += n;
+	}
+	c->sq_len += (uint32_t)done;
+	if (done > 0)
+		tcp_conn_want_output(c);
+	if (done == 0 && len > 0)
+		return -ENOBUFS;
+	return (ssize_t)done;
+}
+
+int tcp_shutdown(struct tcp_conn *c)
+{
+	if (c->flags & (TF_FIN_QUEUED | TF_ZOMBIE))
+		return 0;
+	switch (c->state) {
+	case TCPS_SYN_SENT:
+		tcp_conn_drop(c, 0);
+		return 0;
+	case TCPS_SYN_RECEIVED:
+	case TCPS_ESTABLISHED:
+		c->state = TCPS_FIN_WAIT_1;
+		break;
+	case TCPS_CLOSE_WAIT:
+		c->state = TCPS_LAST_ACK;
+		break;
+	default:
+		return -ENOTCONN;
+	}
+	c->flags |= TF_FIN_QUEUED;
+	tcp_conn_want_output(c);
+	return 0;
+}
+
+void tcp_abort(struct tcp_conn *c)
+{
+	if (c->flags & TF_ZOMBIE)
+		return;
+	c->flags |= TF_APP_CLOSED;
+	if (c->state != TCPS_SYN_SENT && c->state != TCPS_TIME_WAIT &&
+	    c->state != TCPS_CLOSED) {
+		/* <SEQ=SND.NXT><CTL=RST> (RFC 9293 3.10.5) */
+		tcp_send_segment(c, c->snd_nxt, 0,
+				 RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
+		c->s->cnt.tcp_rst_tx++;
+	}
+	tcp_conn_drop(c, 0);
+}
+
+void tcp_close(struct tcp_conn *c)
+{
+	if (c->flags & TF_ZOMBIE)
+		return;
+	if (c->rq_len > 0) {
+		/* unread data: RFC 2525 2.17, reset rather than pretend */
+		tcp_abort(c);
+		return;
+	}
+	c->flags |= TF_APP_CLOSED;
+	c->flags &= ~TF_WANT_WRITABLE;
+	switch (c->state) {
+	case TCPS_SYN_SENT:
+		tcp_conn_drop(c, 0);
+		return;
+	case TCPS_FIN_WAIT_2:
+		tw_arm(&c->s->tw, &c->t_rtx,
+		       c->s->now_ms + c->s->conf.tcp_fin_timeout_ms);
+		return;
+	case TCPS_TIME_WAIT:
+	case TCPS_CLOSING:
+	case TCPS_LAST_ACK:
+	case TCPS_FIN_WAIT_1:
+		return;
+	default:
+		tcp_shutdown(c);
+		return;
+	}
+}
+
+void tcp_recv_pause(struct tcp_conn *c, bool paused)
+{
+	if (paused) {
+		c->flags |= TF_PAUSED;
+		return;
+	}
+	if (!(c->flags & TF_PAUSED))
+		return;
+	c->flags &= ~TF_PAUSED;
+	tcp_deliver(c);
+	/* the window reopened: say so */
+	c->flags |= TF_ACKNOW;
+	tcp_conn_want_output(c);
+}
+
+void tcp_want_writable(struct tcp_conn *c)
+{
+	c->flags |= TF_WANT_WRITABLE;
+	tcp_conn_want_output(c);
+}
+
+void tcp_set_user(struct tcp_conn *c, void *user)
+{
+	c->user = user;
+}
+
+void tcp_set_nagle(struct tcp_conn *c, bool on)
+{
+	if (on)
+		c->flags |= TF_NAGLE;
+	else
+		c->flags &= ~TF_NAGLE;
+}
+
+void tcp_conn_get_info(const struct tcp_conn *c, struct tcp_conn_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	i->local_ip = c->lip;
+	i->remote_ip = c->rip;
+	i->local_port = c->lport;
+	i->remote_port = c->rport;
+	i->state = tcp_state_names[c->state];
+	i->srtt_us = (c->srtt8 >> 3) * 1000;
+	i->rto_ms = c->rto;
+	i->cwnd = c->cwnd;
+	i->mss = c->mss;
+	i->bytes_in = c->bytes_in;
+	i->bytes_out = c->bytes_out;
+	i->retransmits = c->retransmits;
+}

@@ -1,0 +1,196 @@
+/*
+ * tcp_internal.h: TCP's private state, shared by tcp_*.c only.
+ *
+ * One struct tcp_stack per stack (worker): the connection pool, the
+ * 4-tuple hash table, the listeners, and the lists of connections with
+ * output pending or waiting to be freed. Sequence numbers follow RFC 9293
+ * names (snd_una, snd_nxt, rcv_nxt ...), all in host order.
+ */
+#ifndef DPMAIL_TCPSTACK_TCP_INTERNAL_H
+#define DPMAIL_TCPSTACK_TCP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "tcpstack/stack.h"
+#include "tcpstack/tcp.h"
+#include "tcpstack/timer_wheel.h"
+
+#define SEQ_LT(a, b) ((int32_t)((a) - (b)) < 0)
+#define SEQ_LEQ(a, b) ((int32_t)((a) - (b)) <= 0)
+#define SEQ_GT(a, b) ((int32_t)((a) - (b)) > 0)
+#define SEQ_GEQ(a, b) ((int32_t)((a) - (b)) >= 0)
+
+enum tcp_state {
+	TCPS_CLOSED = 0,
+	TCPS_LISTEN,
+	TCPS_SYN_SENT,
+	TCPS_SYN_RECEIVED,
+	TCPS_ESTABLISHED,
+	TCPS_CLOSE_WAIT,
+	TCPS_FIN_WAIT_1,
+	TCPS_CLOSING,
+	TCPS_LAST_ACK,
+	TCPS_FIN_WAIT_2,
+	TCPS_TIME_WAIT,
+	TCPS_COUNT
+};
+
+extern const char *const tcp_state_names[TCPS_COUNT];
+
+/* A synchronized state: the handshake is done (RFC 9293 3.3.2). */
+static inline bool tcps_synced(uint8_t st)
+{
+	return st >= TCPS_ESTABLISHED;
+}
+
+enum {
+	TF_ACKNOW = 1u << 0,      /* send an ACK at the next output */
+	TF_DELACK = 1u << 1,      /* an ACK is being delayed */
+	TF_FIN_QUEUED = 1u << 2,  /* the app shut down: FIN after the data */
+	TF_FIN_SENT = 1u << 3,    /* our FIN has been sent (seq snd_max - 1) */
+	TF_APP_CLOSED = 1u << 4,  /* the app called close/abort: no callbacks */
+	TF_PAUSED = 1u << 5,      /* the app paused delivery */
+	TF_NAGLE = 1u << 6,
+	TF_TS = 1u << 7,          /* timestamps negotiated */
+	TF_SACK = 1u << 8,        /* SACK permitted both ways */
+	TF_WS = 1u << 9,          /* window scaling negotiated */
+	TF_OUTQ = 1u << 10,       /* on the stack's output list */
+	TF_ZOMBIE = 1u << 11,     /* on the free list-to-be */
+	TF_WANT_WRITABLE = 1u << 12,
+	TF_RECOVERY = 1u << 13,   /* in fast recovery (NewReno) */
+	TF_PEER_FIN = 1u << 14,   /* the peer's FIN was received */
+	TF_ACTIVE = 1u << 15,     /* opened by tcp_connect */
+	TF_APP_OWNED = 1u << 16,  /* handed to the app (accept or connect) */
+	TF_RTT_TIMING = 1u << 17, /* rtt_seq is being timed (no timestamps) */
+};
+
+struct tcp_listener {
+	struct tcp_listener *next;
+	struct tcp_listen_opts o;
+	tcp_accept_fn accept;
+	void *user;
+	uint32_t syn_pending;   /* connections in SYN-RECEIVED */
+	uint32_t conns;         /* established and handed to the app */
+	bool closed;            /* unlisten called; freed when unused */
+};
+
+struct tcp_conn {
+	struct tcp_conn *hnext;   /* hash chain */
+	struct tcp_conn *onext;   /* output or zombie list */
+	struct stack *s;
+	struct tcp_listener *listener;
+	const struct tcp_callbacks *cb;
+	void *user;
+
+	uint32_t rip, lip;        /* network order */
+	uint16_t rport, lport;    /* host order */
+	uint8_t state;
+	uint8_t snd_wscale;       /* peer's shift, applied to its windows */
+	uint8_t rcv_wscale;       /* our shift */
+	uint8_t rxt_shift;        /* consecutive timeouts */
+	uint8_t dupacks;
+	uint8_t persist_shift;
+	uint16_t mss;             /* payload bytes per segment we send */
+	uint32_t flags;
+
+	/* send side */
+	uint32_t iss, snd_una, snd_nxt, snd_max;
+	uint32_t snd_wl1, snd_wl2, snd_wnd, max_sndwnd;
+	uint32_t cwnd, ssthresh, recover;
+	struct rte_mbuf *sq_head, *sq_tail; /* unacked + unsent bytes */
+	uint32_t sq_off;          /* bytes of sq_head already acknowledged */
+	uint32_t sq_len;          /* bytes in the queue past sq_off */
+
+	/* receive side */
+	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
+	uint32_t last_ack_sent;
+	struct rte_mbuf *ooo;     /* out-of-order segments, sorted by seq */
+	uint32_t ooo_bytes;
+	uint16_t ooo_cnt;
+	uint16_t unacked_segs;    /* full segments since our last ACK */
+	struct rte_mbuf *rq_head, *rq_tail; /* in-order, held while paused */
+	uint32_t rq_len;
+
+	/* timestamps (RFC 7323) */
+	uint32_t ts_recent, ts_offset;
+	uint64_t ts_recent_age;   /* ms when ts_recent was set */
+
+	/* RTT (RFC 6298), in ms scaled: srtt x8, rttvar x4 */
+	uint32_t srtt8, rttvar4, rto;
+	uint32_t rtt_seq;
+	uint64_t rtt_start;
+
+	struct tw_timer t_rtx;    /* SYN/data retransmit, persist, TIME-WAIT */
+	struct tw_timer t_delack;
+
+	uint64_t bytes_in, bytes_out, retransmits;
+};
+
+struct tcp_stack {
+	struct tcp_conn *pool;    /* max_conns entries, touched lazily */
+	struct tcp_conn *free;    /* returned entries */
+	uint32_t pool_used;       /* entries ever handed out (bump pointer) */
+	uint32_t max_conns;
+	uint32_t nconns;          /* live connections, all states */
+	struct tcp_conn **bucket;
+	uint32_t hmask;
+	struct tcp_listener *listeners;
+	struct tcp_conn *outq;    /* connections with output pending */
+	struct tcp_conn *zombies; /* dead, freed at the end of the event */
+	uint8_t secret[16];       /* ISN and timestamp offsets (RFC 6528) */
+	uint16_t eph_next;
+	bool in_event;
+};
+
+/* tcp_conn.c */
+int tcp_stack_init(struct stack *s);
+void tcp_stack_fini(struct stack *s);
+struct tcp_conn *tcp_conn_lookup(struct stack *s, uint32_t rip, uint16_t rport,
+				 uint32_t lip, uint16_t lport);
+struct tcp_conn *tcp_conn_new(struct stack *s, uint32_t rip, uint16_t rport,
+			      uint32_t lip, uint16_t lport);
+/* Moves c to CLOSED and frees it at the end of the event; tells the app
+ * with on_closed(reason) if it still owns c (reason 0: no callback). */
+void tcp_conn_drop(struct tcp_conn *c, enum tcp_close_reason reason);
+void tcp_conn_set_state(struct tcp_conn *c, uint8_t state);
+/* Asks for tcp_output(c) at the end of the current event. */
+void tcp_conn_want_output(struct tcp_conn *c);
+/* End of event: run pending output, free zombies. */
+void tcp_flush(struct stack *s);
+uint32_t tcp_isn(const struct stack *s, const struct tcp_conn *c);
+
+/* tcp_output.c */
+void tcp_output(struct tcp_conn *c);
+/* Sends one segment [seq, seq+len) from the send queue with flags. */
+int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
+		     uint8_t flags);
+/* A RST answering a segment that has no connection (RFC 9293 3.10.7.1). */
+void tcp_send_reset_reply(struct stack *s, const struct rte_ipv4_hdr *ip,
+			  const struct rte_tcp_hdr *th, uint32_t seg_len);
+/* An ACK right now (challenge ACKs, out-of-window segments). */
+void tcp_send_ack_now(struct tcp_conn *c);
+uint32_t tcp_rcv_window(const struct tcp_conn *c);
+void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked);
+void tcp_sq_free(struct tcp_conn *c);
+
+/* tcp_timer.c */
+void tcp_timer_rtx_fire(struct tw_timer *t, void *ctx);
+void tcp_timer_delack_fire(struct tw_timer *t, void *ctx);
+void tcp_arm_rtx(struct tcp_conn *c);
+void tcp_arm_persist(struct tcp_conn *c);
+void tcp_arm_timewait(struct tcp_conn *c);
+void tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms);
+
+/* tcp_input.c */
+void tcp_input(struct stack *s, struct rte_mbuf *m,
+	       const struct rte_ipv4_hdr *ip, uint16_t l4_off, uint16_t l4_len);
+
+/* Delivery to the application: in-order data, FIN, writable. */
+void tcp_deliver(struct tcp_conn *c);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * tcp_output.c: building and sending segments, and deciding what to send.
+ *
+ * tcp_output() is the one place that decides: it sends what the windows
+ * (the peer's and cwnd) allow, applies sender-side silly window avoidance
+ * and Nagle where enabled, appends the FIN after the last byte, and falls
+ * back to a pure ACK when one is owed. Segments copy their payload out of
+ * the send queue (a chain of mbufs holding the unacknowledged bytes), so
+ * the queue stays intact for retransmission.
+ */
+#include <string.h>
+
+#include <rte_ethdev.h>
+
+#include "tcpstack/ipv4.h"
+#include "tcpstack/tcp_internal.h"
+
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_MSS 2
+#define TCPOPT_WS 3
+#define TCPOPT_SACKOK 4
+#define TCPOPT_TS 8
+#define TCP_MAXWIN 65535u
+
+static inline uint32_t ts_now(const struct tcp_conn *c)
+{
+	return (uint32_t)c->s->now_ms + c->ts_offset;
+}
+
+uint32_t tcp_rcv_window(const struct tcp_conn *c)
+{
+	uint32_t used = c->rq_len + c->ooo_bytes;
+	uint32_t buf = c->s->conf.tcp_rcvbuf;
+	uint32_t win = used >= buf ? 0 : buf - used;
+	uint32_t max = TCP_MAXWIN << c->rcv_wscale;
+
+	return win > max ? max : win;
+}
+
+/* The window to advertise now: never shrink the right edge (RFC 9293
+ * 3.8.6.2.2), and grow it only in worthwhile steps (RFC 1122 4.2.3.3). */
+static uint32_t adv_window(struct tcp_conn *c)
+{
+	uint32_t win = tcp_rcv_window(c);
+	uint32_t cur = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+	uint32_t step = c->s->conf.tcp_rcvbuf / 2 < c->mss ?
+				c->s->conf.tcp_rcvbuf / 2 : c->mss;
+
+	if (win < cur)
+		return cur;
+	if (win - cur < step && win < c->s->conf.tcp_rcvbuf)
+		return cur;
+	return win;
+}
+
+static void sq_copy(const struct tcp_conn *c, uint32_t off, uint8_t *dst,
+		    uint32_t len)
+{
+	const struct rte_mbuf *m = c->sq_head;
+
+	off += c->sq_off;
+	while (m != NULL && off >= m->data_len) {
+		off -= m->data_len;
+		m = m->next;
+	}
+	while (len > 0 && m != NULL) {
+		uint32_t n = m->data_len - off;
+		if (n > len)
+			n = len;
+		memcpy(dst, rte_pktmbuf_mtod_offset(m, const uint8_t *, off), n);
+		dst += n;
+		len -= n;
+		off = 0;
+		m = m->next;
+	}
+}
+
+void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked)
+{
+	if (acked > c->sq_len)
+		acked = c->sq_len;
+	c->sq_len -= acked;
+	while (acked > 0 && c->sq_head != NULL) {
+		struct rte_mbuf *m = c->sq_head;
+		uint32_t avail = m->data_len - c->sq_off;
+		if (acked < avail) {
+			c->sq_off += acked;
+			return;
+		}
+		acked -= avail;
+		c->sq_off = 0;
+		c->sq_head = m->next;
+		if (c->sq_head == NULL)
+			c->sq_tail = NULL;
+		m->next = NULL;
+		rte_pktmbuf_free_seg(m);
+	}
+	/* a fully drained queue costs nothing (lazy buffers) */
+	if (c->sq_head == NULL)
+		c->sq_off = 0;
+}
+
+void tcp_sq_free(struct tcp_conn *c)
+{
+	while (c->sq_head != NULL) {
+		struct rte_mbuf *m = c->sq_head;
+		c->sq_head = m->next;
+		m->next = NULL;
+		rte_pktmbuf_free_seg(m);
+	}
+	c->sq_tail = NULL;
+	c->sq_off = c->sq_len = 0;
+}
+
+/* Checksums, IP header, and off to ipv4_output(). */
+static void finish(struct stack *s, struct rte_mbuf *m, uint32_t dst,
+		   uint16_t l4_len)
+{
+	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod(m, struct rte_ipv4_hdr *);
+	struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)(ip + 1);
+
+	ipv4_fill_header(s, ip, dst, IPPROTO_TCP,
+			 (uint16_t)(sizeof(*ip) + l4_len));
+	ip->fragment_offset = RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+	th->cksum = 0;
+	if (s->tx_l4_cksum) {
+		m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_TCP_CKSUM;
+		m->l2_len = sizeof(struct rte_ether_hdr);
+		m->l3_len = sizeof(*ip);
+		m->l4_len = (uint64_t)(th->data_off >> 4) * 4;
+		th->cksum = rte_ipv4_phdr_cksum(ip, m->ol_flags);
+	} else {
+		th->cksum = rte_ipv4_udptcp_cksum(ip, th);
+	}
+	s->cnt.tcp_tx++;
+	ipv4_output(s, m);
+}
+
+static uint8_t *put_syn_options(const struct tcp_conn *c, uint8_t *o,
+				bool ts, bool sack, bool ws)
+{
+	uint16_t mss = (uint16_t)(c->s->q->mtu - 40);
+
+	*o++ = TCPOPT_MSS;
+	*o++ = 4;
+	*o++ = (uint8_t)(mss >> 8);
+	*o++ = (uint8_t)mss;
+	if (sack && ts) {
+		*o++ = TCPOPT_SACKOK;
+		*o++ = 2;
+	} else if (sack) {
+		*o++ = TCPOPT_NOP;
+		*o++ = TCPOPT_NOP;
+		*o++ = TCPOPT_SACKOK;
+		*o++ = 2;
+	}
+	if (ts) {
+		uint32_t v = rte_cpu_to_be_32(ts_now(c));
+		uint32_t e = rte_cpu_to_be_32(c->ts_recent);
+		if (!sack) {
+			*o++ = TCPOPT_NOP;
+			*o++ = TCPOPT_NOP;
+		}
+		*o++ = TCPOPT_TS;
+		*o++ = 10;
+		memcpy(o, &v, 4);
+		memcpy(o + 4, &e, 4);
+		o += 8;
+	}
+	if (ws) {
+		*o++ = TCPOPT_NOP;
+		*o++ = TCPOPT_WS;
+		*o++ = 3;
+		*o++ = c->rcv_wscale;
+	}
+	return o;
+}
+
+int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
+		     uint8_t flags)
+{
+	struct stack *s = c->s;
+	struct rte_mbuf *m;
+	struct rte_tcp_hdr *th;
+	uint8_t opts[40], *o = opts;
+	uint32_t optlen, end, win;
+	bool syn = flags & RTE_TCP_SYN_FLAG;
+
+	if (syn) {
+		bool synack = flags & RTE_TCP_ACK_FLAG;
+		/* on a SYN-ACK, echo only what the peer offered */
+		bool ts = synack ? (c->flags & TF_TS) : s->conf.tcp_timestamps;
+		bool sack = synack ? (c->flags & TF_SACK) : s->conf.tcp_sack;
+		bool ws = synack ? (c->flags & TF_WS) : s->conf.tcp_wscale;
+		o = put_syn_options(c, o, ts, sack, ws);
+	} else if (c->flags & TF_TS) {
+		uint32_t v = rte_cpu_to_be_32(ts_now(c));
+		uint32_t e = rte_cpu_to_be_32(c->ts_recent);
+		*o++ = TCPOPT_NOP;
+		*o++ = TCPOPT_NOP;
+		*o++ = TCPOPT_TS;
+		*o++ = 10;
+		memcpy(o, &v, 4);
+		memcpy(o + 4, &e, 4);
+		o += 8;
+	}
+	optlen = (uint32_t)(o - opts);
+
+	m = rte_pktmbuf_alloc(s->q->pool);
+	if (m == NULL) {
+		s->cnt.port_alloc_failed++;
+		return -ENOMEM;
+	}
+	{
+		char *p = rte_pktmbuf_append(m, (uint16_t)(sizeof(struct rte_ipv4_hdr) +
+						      sizeof(*th) + optlen + len));
+		if (p == NULL) {
+			rte_pktmbuf_free(m);
+			s->cnt.port_alloc_failed++;
+			return -EMSGSIZE;
+		}
+		th = (struct rte_tcp_hdr *)(p + sizeof(struct rte_ipv4_hdr));
+	}
+	th->src_port = rte_cpu_to_be_16(c->lport);
+	th->dst_port = rte_cpu_to_be_16(c->rport);
+	th->sent_seq = rte_cpu_to_be_32(seq);
+	th->data_off = (uint8_t)(((sizeof(*th) + optlen) / 4) << 4);
+	th->tcp_urp = 0;
+	memcpy(th + 1, opts, optlen);
+	if (len > 0)
+		sq_copy(c, seq - c->snd_una, (uint8_t *)(th + 1) + optlen, len);
+
+	if (flags & RTE_TCP_ACK_FLAG) {
+		win = syn ? tcp_rcv_window(c) : adv_window(c);
+		th->recv_ack = rte_cpu_to_be_32(c->rcv_nxt);
+		c->last_ack_sent = c->rcv_nxt;
+		c->rcv_adv = c->rcv_nxt + win;
+		/* the window in a SYN is never scaled (RFC 7323 2.2) */
+		win = syn ? (win > TCP_MAXWIN ? TCP_MAXWIN : win) :
+			    win >> c->rcv_wscale;
+		th->rx_win = rte_cpu_to_be_16((uint16_t)(win > TCP_MAXWIN ?
+							 TCP_MAXWIN : win));
+		c->flags &= ~(TF_ACKNOW | TF_DELACK);
+		c->unacked_segs = 0;
+		tw_cancel(&s->tw, &c->t_delack);
+	} else {
+		th->recv_ack = 0;
+		win = tcp_rcv_window(c);
+		th->rx_win = rte_cpu_to_be_16((uint16_t)(win > TCP_MAXWIN ?
+							 TCP_MAXWIN : win));
+	}
+	th->tcp_flags = flags;
+
+	end = seq + len + (syn ? 1 : 0) + ((flags & RTE_TCP_FIN_FLAG) ? 1 : 0);
+	if (end != seq) {
+		if (SEQ_LT(seq, c->snd_max)) {
+			c->retransmits++;
+			s->cnt.tcp_retransmits++;
+		} else if (!(c->flags & (TF_TS | TF_RTT_TIMING))) {
+			/* Karn: time only new data */
+			c->flags |= TF_RTT_TIMING;
+			c->rtt_seq = seq;
+			c->rtt_start = s->now_ms;
+		}
+		if (SEQ_GT(end, c->snd_max))
+			c->snd_max = end;
+		if (!tw_armed(&c->t_rtx))
+			tcp_arm_rtx(c);
+	}
+	c->bytes_out += len;
+	s->cnt.tcp_tx_bytes += len;
+	finish(s, m, c->rip, (uint16_t)(sizeof(*th) + optlen + len));
+	return 0;
+}
+
+void tcp_send_ack_now(struct tcp_conn *c)
+{
+	tcp_send_segment(c, c->snd_nxt, 0, RTE_TCP_ACK_FLAG);
+}
+
+void tcp_send_reset_reply(struct stack *s, const struct rte_ipv4_hdr *ip,
+			  const struct rte_tcp_hdr *th, uint32_t seg_len)
+{
+	struct rte_mbuf *m;
+	struct rte_tcp_hdr *r;
+	char *p;
+
+	if (th->tcp_flags & RTE_TCP_RST_FLAG)
+		return; /* never answer a RST */
+	m = rte_pktmbuf_alloc(s->q->pool);
+	if (m == NULL) {
+		s->cnt.port_alloc_failed++;
+		return;
+	}
+	p = rte_pktmbuf_append(m, (uint16_t)(sizeof(struct rte_ipv4_hdr) +
+					     sizeof(*r)));
+	if (p == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memset(p, 0, sizeof(struct rte_ipv4_hdr) + sizeof(*r));
+	r = (struct rte_tcp_hdr *)(p + sizeof(struct rte_ipv4_hdr));
+	r->src_port = th->dst_port;
+	r->dst_port = th->src_port;
+	r->data_off = (sizeof(*r) / 4) << 4;
+	if (th->tcp_flags & RTE_TCP_ACK_FLAG) {
+		/* <SEQ=SEG.ACK><CTL=RST> */
+		r->sent_seq = th->recv_ack;
+		r->tcp_flags = RTE_TCP_RST_FLAG;
+	} else {
+		/* <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> */
+		r->recv_ack = rte_cpu_to_be_32(rte_be_to_cpu_32(th->sent_seq) +
+					       seg_len);
+		r->tcp_flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
+	}
+	s->cnt.tcp_rst_tx++;
+	finish(s, m, ip->src_addr, sizeof(*r));
+}
+
+/* The sequence number of our FIN once queued: right after the data. */
+static inline uint32_t fin_seq(const struct tcp_conn *c)
+{
+	return c->snd_una + c->sq_len;
+}
+
+void tcp_output(struct tcp_conn *c)
+{
+	struct stack *s = c->s;
+	bool sent = false;
+
+	if (!tcps_synced(c->state)) {
+		if ((c->flags & TF_ACKNOW) && c->state == TCPS_SYN_RECEIVED)
+			tcp_send_segment(c, c->iss, 0,
+					 RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG);
+		return;
+	}
+	for (;;) {
+		uint32_t off = c->snd_nxt - c->snd_una;
+		uint32_t avail = c->sq_len > off ? c->sq_len - off : 0;
+		uint32_t wnd = c->snd_wnd < c->cwnd ? c->snd_wnd : c->cwnd;
+		uint32_t inflight = c->snd_nxt - c->snd_una;
+		uint32_t usable = wnd > inflight ? wnd - inflight : 0;
+		uint32_t len = avail;
+		bool fin = false;
+		uint8_t fl = RTE_TCP_ACK_FLAG;
+
+		if (len > c->mss)
+			len = c->mss;
+		if (len > usable)
+			len = usable;
+		if (len > 0 && len < c->mss && len < avail &&
+		    len < c->max_sndwnd / 2)
+			len = 0; /* sender SWS avoidance (RFC 9293 3.8.6.2.1) */
+		if (len > 0 && len == avail && len < c->mss &&
+		    (c->flags & TF_NAGLE) && inflight > 0)
+			len = 0; /* Nagle: one small segment in flight */
+		if ((c->flags & TF_FIN_QUEUED) && off + len == c->sq_len &&
+		    SEQ_LEQ(c->snd_nxt + len, fin_seq(c)) &&
+		    (len > 0 || c->snd_nxt == fin_seq(c)))
+			fin = true;
+		if (len == 0 && !fin) {
+			if (avail > 0 && inflight == 0 && c->snd_wnd == 0 &&
+			    !tw_armed(&c->t_rtx))
+				tcp_arm_persist(c);
+			break;
+		}
+		if (fin)
+			fl |= RTE_TCP_FIN_FLAG;
+		if (len > 0 && len == avail)
+			fl |= RTE_TCP_PSH_FLAG;
+		if (tcp_send_segment(c, c->snd_nxt, len, fl) != 0)
+			break;
+		sent = true;
+		c->snd_nxt += len + (fin ? 1 : 0);
+		if (fin) {
+			c->flags |= TF_FIN_SENT;
+			break;
+		}
+	}
+	if (!sent && (c->flags & TF_ACKNOW))
+		tcp_send_ack_now(c);
+	/* room in the send buffer for a writer that was turned away; what it
+	 * writes now is sent by the next pass of tcp_flush() */
+	if ((c->flags & TF_WANT_WRITABLE) && tcp_send_space(c) > 0 &&
+	    !(c->flags & (TF_APP_CLOSED | TF_ZOMBIE)) && c->cb != NULL &&
+	    c->cb->on_writable != NULL && tcps_synced(c->state)) {
+		c->flags &= ~TF_WANT_WRITABLE;
+		c->cb->on_writable(c, c->user);
+	}
+	(void)s;
+}
