@@ -34,6 +34,9 @@ struct dp_worker_stats {
 	uint64_t polls;       /* rx bursts attempted */
 	uint64_t busy_polls;  /* bursts that returned packets */
 	uint64_t idle_sleeps; /* back-off sleeps taken */
+	uint64_t steered_out; /* frames handed to their owning worker */
+	uint64_t steered_in;  /* frames other workers handed here */
+	uint64_t steer_dropped; /* an owner's ring was full */
 };
 
 struct dp_worker {
@@ -44,6 +47,7 @@ struct dp_worker {
 	void *ctx;
 	const struct dp_conf *conf;
 	const volatile int *stop;
+	struct dp *dp;
 	struct dp_worker_stats stats;
 } __rte_cache_aligned;
 
@@ -59,6 +63,10 @@ struct dp {
 	unsigned nworkers;
 	struct dp_worker workers[DP_MAX_WORKERS];
 	volatile int stop;
+	/* software steering (more than one worker and no usable RSS) */
+	bool steering;
+	uint32_t steer_seed;
+	struct rte_ring *steer_ring[DP_MAX_WORKERS]; /* MP/SC, one per worker */
 };
 
 /* Monotonic milliseconds from the TSC, as the workers see time. */

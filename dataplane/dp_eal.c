@@ -98,8 +98,10 @@ int dp_eal_init(const struct dp_conf *c, const char *prog)
 	LOG(LOG_INFO, "dataplane: EAL arguments:%s", line);
 	rc = rte_eal_init(argc, argv);
 	if (rc < 0) {
-		LOG(LOG_ERR, "dataplane: EAL initialisation failed: %s",
-		    rte_strerror(rte_errno));
+		LOG(LOG_ERR, "dataplane: EAL initialisation failed: %s (another "
+		    "instance with [eal] file_prefix = %s? enough memory for "
+		    "memory_mb = %u?)", rte_errno ? rte_strerror(rte_errno) :
+		    "see EAL's messages above", c->file_prefix, c->memory_mb);
 		return -rte_errno ? -rte_errno : -EINVAL;
 	}
 	tsc_per_ms = rte_get_tsc_hz() / 1000;

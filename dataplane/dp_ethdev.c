@@ -12,7 +12,11 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <rte_random.h>
+#include <rte_ring.h>
+
 #include "common/log.h"
+#include "dataplane/dp_steer.h"
 
 static uint16_t ethdev_rx(struct dp_queue *q, struct rte_mbuf **pkts,
 			  uint16_t n)
@@ -102,6 +106,42 @@ static int pick_workers(struct dp *dp)
 		return -EINVAL;
 	}
 	dp->nworkers = n;
+	return 0;
+}
+
+/*
+ * With several workers, every flow must reach the worker that owns it.
+ * The PMDs this runs on first (tap, af_packet, virtio) spread flows with
+ * a hash we cannot reproduce, so the receiving worker classifies each
+ * frame and hands it to its owner over that owner's ring.
+ */
+static int setup_steering(struct dp *dp)
+{
+	uint32_t size = 1;
+
+	if (dp->nworkers < 2)
+		return 0;
+	if (dp_steer_register_flag() != 0) {
+		LOG(LOG_ERR, "dataplane: cannot register the steering mbuf flag");
+		return -ENOSPC;
+	}
+	while (size < 4u * dp->conf.rx_desc)
+		size <<= 1;
+	for (unsigned i = 0; i < dp->nworkers; i++) {
+		char name[RTE_RING_NAMESIZE];
+		snprintf(name, sizeof(name), "steer%u", i);
+		dp->steer_ring[i] = rte_ring_create(name, size,
+			(int)lcore_socket(dp->workers[i].lcore_id), RING_F_SC_DEQ);
+		if (dp->steer_ring[i] == NULL) {
+			LOG(LOG_ERR, "dataplane: cannot create ring %s: %s",
+			    name, rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
+	}
+	dp->steering = true;
+	dp->steer_seed = (uint32_t)rte_rand();
+	LOG(LOG_NOTICE, "dataplane: software steering across %u workers "
+	    "(rings of %u frames)", dp->nworkers, size);
 	return 0;
 }
 
@@ -227,6 +267,8 @@ int dp_open(struct dp *dp, const struct dp_conf *conf)
 	if (rc == 0)
 		rc = make_pools(dp);
 	if (rc == 0)
+		rc = setup_steering(dp);
+	if (rc == 0)
 		rc = configure_port(dp);
 	return rc;
 }
@@ -302,6 +344,13 @@ unsigned dp_mbufs_in_use(const struct dp *dp)
 
 void dp_close(struct dp *dp)
 {
+	/* frames in flight between workers go back to the pool */
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++) {
+		struct rte_mbuf *m;
+		while (dp->steer_ring[i] != NULL &&
+		       rte_ring_dequeue(dp->steer_ring[i], (void **)&m) == 0)
+			rte_pktmbuf_free(m);
+	}
 	if (dp->port_id < RTE_MAX_ETHPORTS) {
 		if (dp->port_started) {
 			int rc = rte_eth_dev_stop(dp->port_id);
@@ -317,6 +366,10 @@ void dp_close(struct dp *dp)
 
 void dp_free_pools(struct dp *dp)
 {
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++) {
+		rte_ring_free(dp->steer_ring[i]);
+		dp->steer_ring[i] = NULL;
+	}
 	for (unsigned s = 0; s < RTE_MAX_NUMA_NODES; s++) {
 		rte_mempool_free(dp->pools[s]);
 		dp->pools[s] = NULL;

@@ -11,13 +11,17 @@
 #include "dataplane/dp.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
 
 #include <rte_launch.h>
 #include <rte_pause.h>
 
+#include <rte_ring.h>
+
 #include "common/log.h"
+#include "dataplane/dp_steer.h"
 
 #define IDLE_SLEEP_MIN_US 16
 
@@ -29,11 +33,71 @@ static void idle_sleep(uint32_t us)
 	nanosleep(&ts, NULL);
 }
 
+/*
+ * Software steering: keep what this worker owns, hand the rest to its
+ * owner's ring, copy ARP to everyone, then take what others handed here.
+ * Returns the frames this worker must process, in pkts[].
+ */
+static uint16_t steer(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t n,
+		      uint16_t cap)
+{
+	struct dp *dp = w->dp;
+	struct rte_mbuf *out[DP_MAX_WORKERS][DP_MAX_BURST];
+	struct rte_mbuf *keep[DP_MAX_BURST];
+	uint16_t nout[DP_MAX_WORKERS] = { 0 };
+	uint16_t nkeep = 0, got;
+
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		unsigned o = dp_steer_classify(m, dp->steer_seed, dp->nworkers);
+
+		if (o == DP_STEER_ALL) {
+			for (unsigned j = 0; j < dp->nworkers; j++) {
+				struct rte_mbuf *c;
+				if (j == w->index)
+					continue;
+				c = rte_pktmbuf_copy(m, w->q.pool, 0, UINT32_MAX);
+				if (c == NULL) {
+					w->stats.steer_dropped++;
+					continue;
+				}
+				c->ol_flags |= dp_steer_copy_flag;
+				out[j][nout[j]++] = c;
+			}
+			o = w->index;
+		}
+		if (o == DP_STEER_LOCAL || o == w->index)
+			keep[nkeep++] = m;
+		else
+			out[o][nout[o]++] = m;
+	}
+	for (unsigned j = 0; j < dp->nworkers; j++) {
+		unsigned sent;
+		if (nout[j] == 0)
+			continue;
+		sent = rte_ring_mp_enqueue_burst(dp->steer_ring[j],
+						 (void **)out[j], nout[j], NULL);
+		w->stats.steered_out += sent;
+		if (sent < nout[j]) {
+			w->stats.steer_dropped += nout[j] - sent;
+			rte_pktmbuf_free_bulk(&out[j][sent], nout[j] - sent);
+		}
+	}
+	/* frames handed over by others were received earlier than the ones
+	 * just polled: process them first to keep each flow in order */
+	got = (uint16_t)rte_ring_sc_dequeue_burst(dp->steer_ring[w->index],
+			(void **)pkts, (unsigned)(cap - nkeep), NULL);
+	w->stats.steered_in += got;
+	memcpy(&pkts[got], keep, sizeof(keep[0]) * nkeep);
+	return (uint16_t)(got + nkeep);
+}
+
 static int worker_main(void *arg)
 {
 	struct dp_worker *w = arg;
 	const struct dp_conf *c = w->conf;
-	struct rte_mbuf *pkts[DP_MAX_BURST];
+	/* room for a burst and as much again from other workers */
+	struct rte_mbuf *pkts[2 * DP_MAX_BURST];
 	uint16_t burst = (uint16_t)c->burst;
 	uint32_t idle = 0, sleep_us = IDLE_SLEEP_MIN_US;
 	uint32_t spin_end = c->idle_spin_polls;
@@ -48,6 +112,9 @@ static int worker_main(void *arg)
 	while (!__atomic_load_n(w->stop, __ATOMIC_RELAXED)) {
 		uint16_t n = dp_rx(&w->q, pkts, burst);
 		uint64_t now = dp_now_ms();
+
+		if (w->dp->steering)
+			n = steer(w, pkts, n, (uint16_t)(2 * burst));
 
 		w->stats.polls++;
 		if (now != last_ms) {
@@ -92,6 +159,7 @@ int dp_launch(struct dp *dp, const struct dp_worker_ops *ops, void **ctx)
 		w->ops = ops;
 		w->ctx = ctx[i];
 		w->conf = &dp->conf;
+		w->dp = dp;
 		w->stop = &dp->stop;
 		rc = rte_eal_remote_launch(worker_main, w, w->lcore_id);
 		if (rc != 0) {

@@ -64,7 +64,7 @@ static void print_counters(struct stack **stacks, unsigned n,
 {
 	static char buf[16384];
 	size_t len = 0;
-	uint64_t polls = 0, busy = 0, sleeps = 0;
+	uint64_t polls = 0, busy = 0, sleeps = 0, sout = 0, sin = 0, sdrop = 0;
 
 	len += (size_t)snprintf(buf + len, sizeof(buf) - len,
 				"dpmaild: counters (sum of %u worker%s)\n", n,
@@ -81,6 +81,9 @@ static void print_counters(struct stack **stacks, unsigned n,
 		polls += dp->workers[w].stats.polls;
 		busy += dp->workers[w].stats.busy_polls;
 		sleeps += dp->workers[w].stats.idle_sleeps;
+		sout += dp->workers[w].stats.steered_out;
+		sin += dp->workers[w].stats.steered_in;
+		sdrop += dp->workers[w].stats.steer_dropped;
 	}
 	{
 		uint64_t live = 0;
@@ -95,6 +98,11 @@ static void print_counters(struct stack **stacks, unsigned n,
 		"worker.polls", (unsigned long long)polls,
 		"worker.busy_polls", (unsigned long long)busy,
 		"worker.idle_sleeps", (unsigned long long)sleeps);
+	len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+		"  %-30s %llu\n  %-30s %llu\n  %-30s %llu\n",
+		"worker.steered_out", (unsigned long long)sout,
+		"worker.steered_in", (unsigned long long)sin,
+		"worker.steer_dropped", (unsigned long long)sdrop);
 	if (len > sizeof(buf))
 		len = sizeof(buf);
 	ssize_t r = write(STDERR_FILENO, buf, len);
@@ -159,6 +167,7 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 		}
 		nstacks++;
 		ctx[i] = stacks[i];
+		stack_set_steering(stacks[i], dp.nworkers, dp.steer_seed);
 		rc = diag_start(stacks[i], &conf->diag);
 		if (rc != 0) {
 			LOG(LOG_ERR, "daemon: diagnostic listeners: %s",

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/parse.h"
+#include "dataplane/dp_steer.h"
 #include "tcpstack/eth.h"
 #include "tcpstack/stack.h"
 
@@ -190,32 +191,44 @@ void arp_input(struct stack *s, struct rte_mbuf *m)
 	uint16_t op;
 	bool merged = false;
 
-	s->cnt.arp_rx++;
+	/* a copy another worker received: learn from it, answer nothing */
+	bool shared = (m->ol_flags & dp_steer_copy_flag) != 0 &&
+		      dp_steer_copy_flag != 0;
+
+	if (shared)
+		s->cnt.arp_rx_shared++;
+	else
+		s->cnt.arp_rx++;
 	if (rte_pktmbuf_data_len(m) < ARP_FRAME_LEN ||
 	    ah->arp_hardware != RTE_BE16(RTE_ARP_HRD_ETHER) ||
 	    ah->arp_protocol != RTE_BE16(RTE_ETHER_TYPE_IPV4) ||
 	    ah->arp_hlen != RTE_ETHER_ADDR_LEN ||
 	    ah->arp_plen != sizeof(uint32_t)) {
-		s->cnt.arp_malformed++;
+		if (!shared)
+			s->cnt.arp_malformed++;
 		goto drop;
 	}
 	op = rte_be_to_cpu_16(ah->arp_opcode);
 	if (op != RTE_ARP_OP_REQUEST && op != RTE_ARP_OP_REPLY) {
-		s->cnt.arp_malformed++;
+		if (!shared)
+			s->cnt.arp_malformed++;
 		goto drop;
 	}
-	if (op == RTE_ARP_OP_REQUEST)
+	if (!shared && op == RTE_ARP_OP_REQUEST)
 		s->cnt.arp_rx_request++;
-	else
+	else if (!shared)
 		s->cnt.arp_rx_reply++;
 	if (!rte_is_unicast_ether_addr(&ah->arp_data.arp_sha) ||
 	    rte_is_zero_ether_addr(&ah->arp_data.arp_sha)) {
-		s->cnt.arp_bad_sender++;
+		if (!shared)
+			s->cnt.arp_bad_sender++;
 		goto drop;
 	}
 	spa = ah->arp_data.arp_sip;
 	tpa = ah->arp_data.arp_tip;
 	if (spa == s->conf.addr) {
+		if (shared)
+			goto drop;
 		/* someone else claims our address (or our own frame looped) */
 		s->cnt.arp_conflict++;
 		if (!rte_is_same_ether_addr(&ah->arp_data.arp_sha, &s->mac)) {
@@ -238,7 +251,8 @@ void arp_input(struct stack *s, struct rte_mbuf *m)
 		}
 	}
 	if (tpa != s->conf.addr) {
-		s->cnt.arp_not_for_us++;
+		if (!shared)
+			s->cnt.arp_not_for_us++;
 		goto drop;
 	}
 	/* spa 0 is an RFC 5227 probe: answer it, learn nothing */
@@ -249,7 +263,7 @@ void arp_input(struct stack *s, struct rte_mbuf *m)
 			entry_resolved(s, e, &ah->arp_data.arp_sha);
 		}
 	}
-	if (op != RTE_ARP_OP_REQUEST)
+	if (op != RTE_ARP_OP_REQUEST || shared)
 		goto drop;
 
 	/* Answer in place: the request becomes the reply */

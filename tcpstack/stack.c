@@ -56,6 +56,7 @@ int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
 	memset(s, 0, sizeof(*s));
 	s->conf = *conf;
 	s->id = id;
+	s->nworkers = 1;
 	s->q = q;
 	s->mac = q->mac;
 	s->now_ms = now_ms;
@@ -82,6 +83,12 @@ int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
 		s->garp_next_ms = now_ms;
 	}
 	return 0;
+}
+
+void stack_set_steering(struct stack *s, unsigned nworkers, uint32_t seed)
+{
+	s->nworkers = nworkers;
+	s->steer_seed = seed;
 }
 
 void stack_fini(struct stack *s)

@@ -75,6 +75,8 @@ struct stack {
 	struct timer_wheel tw;
 	struct tcp_stack *tcp;
 	bool tx_l4_cksum;         /* the port computes TCP/UDP checksums */
+	unsigned nworkers;        /* flow ownership (dp_steer.h): workers, */
+	uint32_t steer_seed;      /* and the seed every worker shares */
 	bool rx_l4_cksum;         /* the port verifies TCP/UDP checksums */
 	uint16_t ip_id;
 	uint8_t garp_left;        /* gratuitous ARPs still to send */
@@ -92,6 +94,9 @@ struct stack {
  */
 int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
 	       struct dp_queue *q, bool announce, uint64_t now_ms);
+/* Tells the stack how flows are spread over workers (dp_steer_owner), so
+ * that active opens choose local ports whose replies come back here. */
+void stack_set_steering(struct stack *s, unsigned nworkers, uint32_t seed);
 /* Frees every mbuf the stack still holds (ARP queues, TX burst). */
 void stack_fini(struct stack *s);
 

@@ -22,6 +22,7 @@
 	X(eth, ipv6)                                                          \
 	X(eth, vlan)                                                          \
 	X(arp, rx)                                                            \
+	X(arp, rx_shared)                                                     \
 	X(arp, malformed)                                                     \
 	X(arp, bad_sender)                                                    \
 	X(arp, conflict)                                                      \

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/dp_steer.h"
 #include "tcpstack/tcp_internal.h"
 
 int tcp_listen(struct stack *s, const struct tcp_listen_opts *o,
@@ -61,6 +62,10 @@ int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 	for (uint32_t i = 0; i < n; i++) {
 		uint16_t port = t->eph_next;
 		t->eph_next = port >= EPH_HI ? EPH_LO : (uint16_t)(port + 1);
+		/* the reply must reach this worker: only ports it owns */
+		if (dp_steer_owner(s->steer_seed, s->nworkers, dst_ip, dst_port,
+				   s->conf.addr, port) != s->id)
+			continue;
 		if (tcp_conn_lookup(s, dst_ip, dst_port, s->conf.addr, port) ==
 		    NULL) {
 			c = tcp_conn_new(s, dst_ip, dst_port, s->conf.addr, port);

@@ -195,7 +195,7 @@ void tcp_conn_drop(struct tcp_conn *c, enum tcp_close_reason reason)
 	c->flags |= TF_ZOMBIE;
 	tw_cancel(&s->tw, &c->t_rtx);
 	tw_cancel(&s->tw, &c->t_delack);
-	c->onext = s->tcp->zombies;
+	c->znext = s->tcp->zombies;
 	s->tcp->zombies = c;
 	s->cnt.tcp_closed++;
 	if ((c->flags & (TF_APP_OWNED | TF_APP_CLOSED)) == TF_APP_OWNED &&
@@ -245,7 +245,7 @@ void tcp_flush(struct stack *s)
 	}
 	while (t->zombies != NULL) {
 		struct tcp_conn *c = t->zombies;
-		t->zombies = c->onext;
+		t->zombies = c->znext;
 		conn_free(s, c);
 	}
 }
@@ -266,7 +266,7 @@ void tcp_stack_fini(struct stack *s)
 	t->outq = NULL; /* no output while shutting down */
 	while (t->zombies != NULL) {
 		struct tcp_conn *c = t->zombies;
-		t->zombies = c->onext;
+		t->zombies = c->znext;
 		conn_free(s, c);
 	}
 	for (l = t->listeners; l != NULL; l = ln) {

@@ -81,7 +81,9 @@ struct tcp_listener {
 
 struct tcp_conn {
 	struct tcp_conn *hnext;   /* hash chain */
-	struct tcp_conn *onext;   /* output or zombie list */
+	struct tcp_conn *onext;   /* output list (TF_OUTQ) */
+	struct tcp_conn *znext;   /* zombie list (TF_ZOMBIE); a connection
+				   * can be on both at once */
 	struct stack *s;
 	struct tcp_listener *listener;
 	const struct tcp_callbacks *cb;
