@@ -73,6 +73,9 @@
 	X(tcp, rst_tx)                                                        \
 	X(tcp, syn_rx)                                                        \
 	X(tcp, syn_backlog_full)                                              \
+	X(tcp, syncookies_sent)                                               \
+	X(tcp, syncookies_ok)                                                 \
+	X(tcp, syncookies_failed)                                             \
 	X(tcp, conn_table_full)                                               \
 	X(tcp, accepted)                                                      \
 	X(tcp, refused_by_app)                                                \

@@ -132,6 +132,11 @@ static void negotiate(struct tcp_conn *c, const struct tcp_opts *o)
 		while (ws < 14 && (65535u << ws) < cf->tcp_rcvbuf)
 			ws++;
 		c->rcv_wscale = ws;
+	} else {
+		/* RFC 7323 2.2: without the option in both SYNs, neither
+		 * side scales (tcp_connect chose a shift for our SYN) */
+		c->snd_wscale = 0;
+		c->rcv_wscale = 0;
 	}
 	if (o->sack_ok && cf->tcp_sack)
 		c->flags |= TF_SACK;
@@ -325,39 +330,95 @@ static bool ooo_pull(struct tcp_conn *c)
 /* ---------------------------------------------------------------- */
 /* Passive open                                                       */
 
-static void listen_input(struct stack *s, struct rte_mbuf *m,
-			 const struct rte_ipv4_hdr *ip, const struct seg *g)
+/* A connection from a valid cookie in the final ACK: state SYN-RECEIVED
+ * as if we had kept it, so the normal path completes the handshake. */
+static struct tcp_conn *cookie_conn(struct stack *s, struct tcp_listener *l,
+				    const struct rte_ipv4_hdr *ip,
+				    const struct seg *g)
+{
+	uint16_t mss;
+	struct tcp_conn *c;
+
+	if (tcp_cookie_check(s, ip->src_addr, rte_be_to_cpu_16(g->th->src_port),
+			     ip->dst_addr, rte_be_to_cpu_16(g->th->dst_port),
+			     g->seq - 1, g->ack - 1, &mss) != 0) {
+		s->cnt.tcp_syncookies_failed++;
+		return NULL;
+	}
+	c = tcp_conn_new(s, ip->src_addr, rte_be_to_cpu_16(g->th->src_port),
+			 ip->dst_addr, rte_be_to_cpu_16(g->th->dst_port));
+	if (c == NULL)
+		return NULL;
+	s->cnt.tcp_syncookies_ok++;
+	c->listener = l;
+	l->syn_pending++;
+	c->state = TCPS_SYN_RECEIVED;
+	c->irs = g->seq - 1;
+	c->rcv_nxt = g->seq;
+	c->rcv_adv = c->rcv_nxt + tcp_rcv_window(c);
+	c->last_ack_sent = c->rcv_nxt;
+	c->mss = mss;
+	if (l->o.nagle)
+		c->flags |= TF_NAGLE;
+	c->iss = g->ack - 1;
+	c->snd_una = c->iss;
+	c->snd_nxt = c->iss + 1;
+	c->snd_max = c->iss + 1;
+	c->snd_wl1 = g->seq;
+	c->snd_wl2 = g->ack;
+	return c;
+}
+
+/* No connection for this segment: a listener's business, or a RST.
+ * Returns a connection when a SYN cookie completes one, for the caller to
+ * process the segment on. */
+static struct tcp_conn *listen_input(struct stack *s,
+				     const struct rte_ipv4_hdr *ip,
+				     const struct seg *g)
 {
 	struct tcp_listener *l = find_listener(s, rte_be_to_cpu_16(g->th->dst_port));
 	uint32_t seglen = g->dlen + !!(g->flags & RTE_TCP_SYN_FLAG) +
 			  !!(g->flags & RTE_TCP_FIN_FLAG);
 	struct tcp_conn *c;
 
-	(void)m;
 	if (g->flags & RTE_TCP_RST_FLAG)
-		return;
+		return NULL;
+	if (l != NULL && (g->flags & RTE_TCP_ACK_FLAG) &&
+	    !(g->flags & RTE_TCP_SYN_FLAG)) {
+		c = cookie_conn(s, l, ip, g);
+		if (c != NULL)
+			return c;
+	}
 	if (l == NULL || (g->flags & RTE_TCP_ACK_FLAG) ||
 	    !(g->flags & RTE_TCP_SYN_FLAG)) {
 		if (l == NULL)
 			s->cnt.tcp_no_listener++;
 		tcp_send_reset_reply(s, ip, g->th, seglen);
-		return;
+		return NULL;
 	}
 	s->cnt.tcp_syn_rx++;
-	if (l->syn_pending >= (l->o.syn_backlog ? l->o.syn_backlog :
-						  s->conf.tcp_syn_backlog)) {
-		s->cnt.tcp_syn_backlog_full++;
-		return;
-	}
 	if (l->o.max_conns != 0 && l->conns >= l->o.max_conns) {
 		s->cnt.tcp_syn_backlog_full++;
 		tcp_send_reset_reply(s, ip, g->th, seglen);
-		return;
+		return NULL;
+	}
+	if (l->syn_pending >= (l->o.syn_backlog ? l->o.syn_backlog :
+						  s->conf.tcp_syn_backlog)) {
+		/* the SYN queue is full: answer statelessly (RFC 4987) */
+		uint16_t mss;
+		uint32_t iss = tcp_cookie_make(s, ip->src_addr,
+				rte_be_to_cpu_16(g->th->src_port), ip->dst_addr,
+				rte_be_to_cpu_16(g->th->dst_port), g->seq,
+				g->o.mss_ok ? g->o.mss : 536, &mss);
+		s->cnt.tcp_syn_backlog_full++;
+		s->cnt.tcp_syncookies_sent++;
+		tcp_send_cookie_synack(s, ip, g->th, iss, mss);
+		return NULL;
 	}
 	c = tcp_conn_new(s, ip->src_addr, rte_be_to_cpu_16(g->th->src_port),
 			 ip->dst_addr, rte_be_to_cpu_16(g->th->dst_port));
 	if (c == NULL)
-		return;
+		return NULL;
 	c->listener = l;
 	l->syn_pending++;
 	c->state = TCPS_SYN_RECEIVED;
@@ -375,6 +436,7 @@ static void listen_input(struct stack *s, struct rte_mbuf *m,
 	c->snd_wl1 = g->seq;
 	c->snd_wl2 = c->iss;
 	tcp_send_segment(c, c->iss, 0, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG);
+	return NULL;
 }
 
 /* The handshake's final ACK arrived: hand the connection to the app. */
@@ -913,8 +975,9 @@ void tcp_input(struct stack *s, struct rte_mbuf *m,
 	c = tcp_conn_lookup(s, ip->src_addr, rte_be_to_cpu_16(g.th->src_port),
 			    ip->dst_addr, rte_be_to_cpu_16(g.th->dst_port));
 	if (c == NULL || (c->flags & TF_ZOMBIE)) {
-		listen_input(s, m, ip, &g);
-		goto drop;
+		c = listen_input(s, ip, &g);
+		if (c == NULL)
+			goto drop;
 	}
 	if (conn_input(c, m, ip, &g, l4_off + thl))
 		return;

@@ -180,6 +180,19 @@ uint32_t tcp_rcv_window(const struct tcp_conn *c);
 void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked);
 void tcp_sq_free(struct tcp_conn *c);
 
+/* tcp_syncookie.c */
+uint32_t tcp_cookie_make(struct stack *s, uint32_t rip, uint16_t rport,
+			 uint32_t lip, uint16_t lport, uint32_t client_isn,
+			 uint16_t peer_mss, uint16_t *mss_out);
+/* 0 if cookie is one we made for this 4-tuple and client ISN, recently. */
+int tcp_cookie_check(struct stack *s, uint32_t rip, uint16_t rport,
+		     uint32_t lip, uint16_t lport, uint32_t client_isn,
+		     uint32_t cookie, uint16_t *mss_out);
+/* A stateless SYN-ACK carrying a cookie as its sequence number. */
+void tcp_send_cookie_synack(struct stack *s, const struct rte_ipv4_hdr *ip,
+			    const struct rte_tcp_hdr *th, uint32_t iss,
+			    uint16_t mss);
+
 /* tcp_timer.c */
 void tcp_timer_rtx_fire(struct tw_timer *t, void *ctx);
 void tcp_timer_delack_fire(struct tw_timer *t, void *ctx);

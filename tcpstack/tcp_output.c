@@ -233,12 +233,14 @@ int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
 
 	if (flags & RTE_TCP_ACK_FLAG) {
 		win = syn ? tcp_rcv_window(c) : adv_window(c);
+		/* the window in a SYN is never scaled (RFC 7323 2.2): the
+		 * right edge is what the peer is told, not our buffer */
+		if (syn && win > TCP_MAXWIN)
+			win = TCP_MAXWIN;
 		th->recv_ack = rte_cpu_to_be_32(c->rcv_nxt);
 		c->last_ack_sent = c->rcv_nxt;
 		c->rcv_adv = c->rcv_nxt + win;
-		/* the window in a SYN is never scaled (RFC 7323 2.2) */
-		win = syn ? (win > TCP_MAXWIN ? TCP_MAXWIN : win) :
-			    win >> c->rcv_wscale;
+		win = syn ? win : win >> c->rcv_wscale;
 		th->rx_win = rte_cpu_to_be_16((uint16_t)(win > TCP_MAXWIN ?
 							 TCP_MAXWIN : win));
 		c->flags &= ~(TF_ACKNOW | TF_DELACK);
@@ -316,6 +318,42 @@ void tcp_send_reset_reply(struct stack *s, const struct rte_ipv4_hdr *ip,
 	}
 	s->cnt.tcp_rst_tx++;
 	finish(s, m, ip->src_addr, sizeof(*r));
+}
+
+void tcp_send_cookie_synack(struct stack *s, const struct rte_ipv4_hdr *ip,
+			    const struct rte_tcp_hdr *th, uint32_t iss,
+			    uint16_t mss)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(s->q->pool);
+	struct rte_tcp_hdr *r;
+	uint8_t *o;
+	char *p;
+
+	if (m == NULL) {
+		s->cnt.port_alloc_failed++;
+		return;
+	}
+	p = rte_pktmbuf_append(m, (uint16_t)(sizeof(struct rte_ipv4_hdr) +
+					     sizeof(*r) + 4));
+	if (p == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memset(p, 0, sizeof(struct rte_ipv4_hdr) + sizeof(*r) + 4);
+	r = (struct rte_tcp_hdr *)(p + sizeof(struct rte_ipv4_hdr));
+	r->src_port = th->dst_port;
+	r->dst_port = th->src_port;
+	r->sent_seq = rte_cpu_to_be_32(iss);
+	r->recv_ack = rte_cpu_to_be_32(rte_be_to_cpu_32(th->sent_seq) + 1);
+	r->data_off = ((sizeof(*r) + 4) / 4) << 4;
+	r->tcp_flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
+	r->rx_win = RTE_BE16(TCP_MAXWIN);
+	o = (uint8_t *)(r + 1);
+	o[0] = TCPOPT_MSS;
+	o[1] = 4;
+	o[2] = (uint8_t)(mss >> 8);
+	o[3] = (uint8_t)mss;
+	finish(s, m, ip->src_addr, sizeof(*r) + 4);
 }
 
 /* The sequence number of our FIN once queued: right after the data. */
