@@ -25,6 +25,8 @@ enum key_type {
 	K_EAL_LOGLEVEL,
 	K_PREFIX,   /* a.b.c.d/len -> stack.addr + stack.prefix_len */
 	K_IPV4_OPT, /* a.b.c.d or empty (0) */
+	K_U64,
+	K_HOSTPORT, /* a.b.c.d:port -> diag.connect_ip + connect_port */
 };
 
 struct key {
@@ -84,6 +86,10 @@ static const struct key keys[] = {
 	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535 },
 	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535 },
 	{ "diag", "chargen_port", K_U16, DG(chargen_port), 0, 65535 },
+	{ "diag", "connect", K_HOSTPORT, DG(connect_ip), 0, 0 },
+	{ "diag", "connect_per_worker", K_U32, DG(connect_per_worker), 1, 10000 },
+	{ "diag", "connect_bytes", K_U64, DG(connect_bytes), 0, 1ULL << 40 },
+	{ "diag", "connect_delay_ms", K_U32, DG(connect_delay_ms), 0, 3600000 },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0 },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -150,6 +156,39 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 		else
 			*(uint32_t *)p = u32;
 		return 0;
+	case K_U64: {
+		uint64_t u64;
+		if (parse_u64(v, k->min, k->max, &u64) != 0) {
+			snprintf(why, whylen, "'%s' is not a whole number from "
+				 "%llu to %llu", v, (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+			return -1;
+		}
+		*(uint64_t *)p = u64;
+		return 0;
+	}
+	case K_HOSTPORT: {
+		char host[32];
+		const char *colon = strrchr(v, ':');
+		uint32_t port;
+		if (*v == '\0') {
+			c->diag.connect_ip = 0;
+			return 0;
+		}
+		if (colon == NULL || (size_t)(colon - v) >= sizeof(host) ||
+		    parse_u32(colon + 1, 1, 65535, &port) != 0) {
+			snprintf(why, whylen, "'%s' is not IPV4:PORT", v);
+			return -1;
+		}
+		memcpy(host, v, (size_t)(colon - v));
+		host[colon - v] = '\0';
+		if (parse_ipv4(host, &c->diag.connect_ip) != 0) {
+			snprintf(why, whylen, "'%s' is not IPV4:PORT", v);
+			return -1;
+		}
+		c->diag.connect_port = (uint16_t)port;
+		return 0;
+	}
 	case K_BOOL:
 		if (parse_bool(v, &b) != 0) {
 			snprintf(why, whylen, "'%s' is not yes or no", v);
@@ -281,6 +320,8 @@ void config_defaults(struct dpmail_conf *c)
 	memset(c, 0, sizeof(*c));
 	dp_conf_defaults(&c->dp);
 	stack_conf_defaults(&c->stack);
+	c->diag.connect_per_worker = 1;
+	c->diag.connect_delay_ms = 1000;
 	c->log_level = LOG_INFO;
 }
 

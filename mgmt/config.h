@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "dataplane/dp_conf.h"
 #include "tcpstack/stack.h"
-#include "tcpstack/tcp_diag.h"
+#include "mgmt/diag.h"
 
 struct dpmail_conf {
 	char path[4096];

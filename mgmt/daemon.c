@@ -25,7 +25,7 @@
 #include "dataplane/dp.h"
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
-#include "tcpstack/tcp_diag.h"
+#include "mgmt/diag.h"
 
 static volatile sig_atomic_t got_stop, got_dump;
 
@@ -199,8 +199,10 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 out:
 	/* stop RX first, then give every held mbuf back */
 	dp_close(&dp);
-	for (unsigned i = 0; i < nstacks; i++)
+	for (unsigned i = 0; i < nstacks; i++) {
+		diag_stop(stacks[i]);
 		stack_fini(stacks[i]);
+	}
 	if (nstacks > 0)
 		print_counters(stacks, nstacks, &dp);
 	for (unsigned i = 0; i < nstacks; i++)

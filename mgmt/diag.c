@@ -1,19 +1,25 @@
 /*
- * tcp_diag.c: echo, discard and chargen over the stream API.
+ * diag.c: echo, discard and chargen over the stream API, and a client
+ * that exercises active opens.
  *
  * Echo honours backpressure end to end: when the send buffer is full it
  * keeps the bytes it could not send, pauses receiving (so the peer's
  * window closes), and resumes once on_writable says there is room.
  */
-#include "tcpstack/tcp_diag.h"
+#include "mgmt/diag.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "common/log.h"
+#include "common/parse.h"
+#include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
+#include "tcpstack/timer_wheel.h"
 
 /* Per connection state, allocated only while echo has bytes pending. */
 struct echo_pend {
@@ -228,10 +234,169 @@ static int chargen_accept(struct tcp_conn *c, void *lu,
 	return 0;
 }
 
+/* ---- client ---- */
+
+struct diag_client;
+
+struct diag_state {               /* one per stack */
+	struct tw_timer start;
+	struct stack *s;
+	const struct diag_conf *conf;
+	unsigned active;
+};
+
+struct diag_client {
+	struct diag_state *st;
+	uint64_t sent, rcvd;
+	uint32_t crc;
+	uint16_t lport;
+	bool peer_closed;
+	bool shut;                /* all sent and our FIN queued */
+};
+
+static struct diag_state *diag_states[64];
+
+static void client_finish(struct tcp_conn *c, struct diag_client *k)
+{
+	char a[16];
+
+	LOG(LOG_NOTICE, "diag: client worker=%u lport=%u to %s:%u done: "
+	    "sent=%llu received=%llu crc32=%08x", k->st->s->id, k->lport,
+	    format_ipv4(k->st->conf->connect_ip, a), k->st->conf->connect_port,
+	    (unsigned long long)k->sent, (unsigned long long)k->rcvd, k->crc);
+	k->st->active--;
+	tcp_close(c);
+	free(k);
+}
+
+static void client_fill(struct tcp_conn *c, void *user)
+{
+	struct diag_client *k = user;
+	uint64_t total = k->st->conf->connect_bytes;
+	uint8_t buf[251 * 8];
+
+	while (k->sent < total) {
+		size_t n = sizeof(buf), off = (size_t)(k->sent % 251);
+		ssize_t w;
+		if (total - k->sent < n)
+			n = (size_t)(total - k->sent);
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (uint8_t)((off + i) % 251);
+		w = tcp_send(c, buf, n);
+		if (w <= 0)
+			return; /* on_writable comes back */
+		k->sent += (uint64_t)w;
+	}
+	if (!k->shut) {
+		tcp_shutdown(c);
+		k->shut = true;
+	}
+	if (k->peer_closed)
+		client_finish(c, k);
+}
+
+static void client_connected(struct tcp_conn *c, void *user)
+{
+	struct diag_client *k = user;
+	struct tcp_conn_info ci;
+
+	tcp_conn_get_info(c, &ci);
+	k->lport = ci.local_port;
+	LOG(LOG_NOTICE, "diag: client worker=%u lport=%u connected",
+	    k->st->s->id, k->lport);
+	client_fill(c, k);
+}
+
+static void client_data(struct tcp_conn *c, void *user, const uint8_t *d,
+			size_t len)
+{
+	struct diag_client *k = user;
+
+	(void)c;
+	k->crc = (uint32_t)crc32(k->crc, d, (uInt)len);
+	k->rcvd += len;
+}
+
+static void client_peer_closed(struct tcp_conn *c, void *user)
+{
+	struct diag_client *k = user;
+
+	k->peer_closed = true;
+	if (k->shut)
+		client_finish(c, k);
+}
+
+static void client_closed(struct tcp_conn *c, void *user,
+			  enum tcp_close_reason r)
+{
+	struct diag_client *k = user;
+
+	(void)c;
+	LOG(LOG_WARNING, "diag: client worker=%u lport=%u failed: %s "
+	    "(sent=%llu received=%llu)", k->st->s->id, k->lport,
+	    tcp_close_reason_str(r), (unsigned long long)k->sent,
+	    (unsigned long long)k->rcvd);
+	k->st->active--;
+	free(k);
+}
+
+static const struct tcp_callbacks client_cb = {
+	.on_connected = client_connected,
+	.on_data = client_data,
+	.on_writable = client_fill,
+	.on_peer_closed = client_peer_closed,
+	.on_closed = client_closed,
+};
+
+static void client_start(struct tw_timer *t, void *ctx)
+{
+	struct stack *s = ctx;
+	struct diag_state *st = diag_states[s->id];
+
+	(void)t;
+	for (uint32_t i = 0; i < st->conf->connect_per_worker; i++) {
+		struct diag_client *k = calloc(1, sizeof(*k));
+		int rc;
+
+		if (k == NULL)
+			return;
+		k->st = st;
+		rc = tcp_connect(s, st->conf->connect_ip, st->conf->connect_port,
+				 &client_cb, k, NULL);
+		if (rc != 0) {
+			LOG(LOG_WARNING, "diag: connect failed: %s",
+			    strerror(-rc));
+			free(k);
+			continue;
+		}
+		st->active++;
+	}
+}
+
+void diag_stop(struct stack *s)
+{
+	if (s->id < 64 && diag_states[s->id] != NULL) {
+		tw_cancel(&s->tw, &diag_states[s->id]->start);
+		free(diag_states[s->id]);
+		diag_states[s->id] = NULL;
+	}
+}
+
 int diag_start(struct stack *s, const struct diag_conf *dc)
 {
 	struct tcp_listen_opts o = { 0 };
 	int rc;
+
+	if (dc->connect_ip != 0 && dc->connect_port != 0 && s->id < 64) {
+		struct diag_state *st = calloc(1, sizeof(*st));
+		if (st == NULL)
+			return -ENOMEM;
+		st->s = s;
+		st->conf = dc;
+		diag_states[s->id] = st;
+		tw_timer_init(&st->start, client_start);
+		tw_arm(&s->tw, &st->start, s->now_ms + dc->connect_delay_ms);
+	}
 
 	if (dc->echo_port) {
 		o.port = dc->echo_port;
