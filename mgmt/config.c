@@ -86,6 +86,7 @@ static const struct key keys[] = {
 	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535 },
 	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535 },
 	{ "diag", "chargen_port", K_U16, DG(chargen_port), 0, 65535 },
+	{ "diag", "udp_echo_port", K_U16, DG(udp_echo_port), 0, 65535 },
 	{ "diag", "connect", K_HOSTPORT, DG(connect_ip), 0, 0 },
 	{ "diag", "connect_per_worker", K_U32, DG(connect_per_worker), 1, 10000 },
 	{ "diag", "connect_bytes", K_U64, DG(connect_bytes), 0, 1ULL << 40 },

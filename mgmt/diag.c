@@ -20,6 +20,7 @@
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
 #include "tcpstack/timer_wheel.h"
+#include "tcpstack/udp.h"
 
 /* Per connection state, allocated only while echo has bytes pending. */
 struct echo_pend {
@@ -234,6 +235,16 @@ static int chargen_accept(struct tcp_conn *c, void *lu,
 	return 0;
 }
 
+/* ---- UDP echo ---- */
+
+static void udp_echo(struct stack *s, void *user, uint32_t src_ip,
+		     uint16_t src_port, uint16_t dst_port, const uint8_t *data,
+		     uint16_t len)
+{
+	(void)user;
+	udp_sendto(s, dst_port, src_ip, src_port, data, len);
+}
+
 /* ---- client ---- */
 
 struct diag_client;
@@ -398,6 +409,11 @@ int diag_start(struct stack *s, const struct diag_conf *dc)
 		tw_arm(&s->tw, &st->start, s->now_ms + dc->connect_delay_ms);
 	}
 
+	if (dc->udp_echo_port) {
+		rc = udp_bind(s, dc->udp_echo_port, 0, 0, udp_echo, NULL);
+		if (rc < 0)
+			return rc;
+	}
 	if (dc->echo_port) {
 		o.port = dc->echo_port;
 		rc = tcp_listen(s, &o, echo_accept, NULL, NULL);

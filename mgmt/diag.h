@@ -16,6 +16,7 @@ struct diag_conf {
 	uint16_t echo_port;    /* 0 = off */
 	uint16_t discard_port;
 	uint16_t chargen_port;
+	uint16_t udp_echo_port; /* UDP echo (RFC 862 over UDP) */
 	/* client: each worker connects to connect_ip:connect_port
 	 * connect_per_worker times, connect_delay_ms after start, sends
 	 * connect_bytes of the pattern i % 251, reads until the peer closes,

@@ -13,6 +13,7 @@
 #include "tcpstack/eth.h"
 #include "tcpstack/icmp.h"
 #include "tcpstack/tcp_internal.h"
+#include "tcpstack/udp.h"
 
 void stack_conf_defaults(struct stack_conf *c)
 {
@@ -69,6 +70,7 @@ int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
 	ratelimit_init(&s->icmp_rl, conf->icmp_rate, conf->icmp_burst, now_ms);
 	s->proto[IPPROTO_ICMP] = icmp_input;
 	s->proto[IPPROTO_TCP] = tcp_input;
+	s->proto[IPPROTO_UDP] = udp_input;
 	tw_init(&s->tw, now_ms, s);
 	rc = arp_init(s);
 	if (rc != 0)
@@ -94,6 +96,7 @@ void stack_set_steering(struct stack *s, unsigned nworkers, uint32_t seed)
 void stack_fini(struct stack *s)
 {
 	tcp_stack_fini(s);
+	udp_fini(s);
 	for (uint16_t i = 0; i < s->ntx; i++)
 		rte_pktmbuf_free(s->tx[i]);
 	s->ntx = 0;

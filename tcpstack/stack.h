@@ -74,6 +74,7 @@ struct stack {
 	struct ratelimit icmp_rl;
 	struct timer_wheel tw;
 	struct tcp_stack *tcp;
+	struct udp_sock *udp;     /* bound UDP ports (few: a list) */
 	bool tx_l4_cksum;         /* the port computes TCP/UDP checksums */
 	unsigned nworkers;        /* flow ownership (dp_steer.h): workers, */
 	uint32_t steer_seed;      /* and the seed every worker shares */

@@ -61,6 +61,13 @@
 	X(icmp, tx_unreach)                                                   \
 	X(icmp, ratelimited)                                                  \
 	X(icmp, echo_broadcast_ignored)                                       \
+	X(udp, rx)                                                            \
+	X(udp, tx)                                                            \
+	X(udp, truncated)                                                     \
+	X(udp, bad_length)                                                    \
+	X(udp, bad_checksum)                                                  \
+	X(udp, no_port)                                                       \
+	X(udp, tx_too_big)                                                    \
 	X(tcp, rx)                                                            \
 	X(tcp, tx)                                                            \
 	X(tcp, truncated)                                                     \
