@@ -30,6 +30,35 @@ int dp_steer_register_flag(void)
 	return 0;
 }
 
+/*
+ * An ICMP error belongs to the worker that owns the flow of the datagram
+ * it quotes: one we sent, so its source is our side of the flow.
+ */
+static unsigned classify_icmp_error(const struct rte_ipv4_hdr *ip,
+				    uint16_t len, uint32_t seed,
+				    unsigned nworkers)
+{
+	uint16_t ihl = (uint16_t)((ip->version_ihl & 0x0f) * 4), iihl;
+	const uint8_t *icmp = (const uint8_t *)ip + ihl;
+	const struct rte_ipv4_hdr *in;
+	const uint8_t *l4;
+
+	if (ihl < sizeof(*ip) || len < ihl + 8u + sizeof(*in) + 4u)
+		return DP_STEER_LOCAL;
+	if (icmp[0] != 3 && icmp[0] != 4 && icmp[0] != 11 && icmp[0] != 12)
+		return DP_STEER_LOCAL; /* echo and friends: any worker */
+	in = (const struct rte_ipv4_hdr *)(icmp + 8);
+	iihl = (uint16_t)((in->version_ihl & 0x0f) * 4);
+	if (iihl < sizeof(*in) || len < ihl + 8u + iihl + 4u ||
+	    (in->next_proto_id != IPPROTO_TCP &&
+	     in->next_proto_id != IPPROTO_UDP))
+		return DP_STEER_LOCAL;
+	l4 = (const uint8_t *)in + iihl;
+	return dp_steer_owner(seed, nworkers, in->dst_addr,
+			      (uint16_t)(l4[2] << 8 | l4[3]), in->src_addr,
+			      (uint16_t)(l4[0] << 8 | l4[1]));
+}
+
 unsigned dp_steer_classify(const struct rte_mbuf *m, uint32_t seed,
 			   unsigned nworkers)
 {
@@ -48,6 +77,9 @@ unsigned dp_steer_classify(const struct rte_mbuf *m, uint32_t seed,
 		return DP_STEER_LOCAL;
 	ip = (const struct rte_ipv4_hdr *)(eh + 1);
 	ihl = (uint16_t)((ip->version_ihl & 0x0f) * 4);
+	if (ip->next_proto_id == IPPROTO_ICMP)
+		return classify_icmp_error(ip, len - (uint16_t)sizeof(*eh), seed,
+					   nworkers);
 	if ((ip->next_proto_id != IPPROTO_TCP &&
 	     ip->next_proto_id != IPPROTO_UDP) ||
 	    (ip->fragment_offset &

@@ -13,6 +13,7 @@
 
 #include "tcpstack/ipv4.h"
 #include "tcpstack/stack.h"
+#include "tcpstack/tcp_internal.h"
 
 #define ETH_LEN ((uint16_t)sizeof(struct rte_ether_hdr))
 #define ICMP_ERR_MAX_IP 576 /* RFC 1812 4.3.2.3: error datagrams fit 576 */
@@ -65,8 +66,21 @@ void icmp_input(struct stack *s, struct rte_mbuf *m,
 		s->cnt.icmp_bad_checksum++;
 		goto drop;
 	}
+	if (icmp_type_is_error(ic->icmp_type) && l4_len >= sizeof(*ic) + 20) {
+		const struct rte_ipv4_hdr *in =
+			(const struct rte_ipv4_hdr *)(ic + 1);
+		uint16_t in_len = (uint16_t)(l4_len - sizeof(*ic));
+		s->cnt.icmp_rx_other++; /* every type but echo request */
+		s->cnt.icmp_rx_error++;
+		if ((in->version_ihl >> 4) == 4 &&
+		    rte_ipv4_hdr_len(in) >= sizeof(*in) &&
+		    in->next_proto_id == IPPROTO_TCP)
+			tcp_icmp_error(s, in, in_len, ic->icmp_type,
+				       ic->icmp_code,
+				       rte_be_to_cpu_16(ic->icmp_seq_nb));
+		goto drop;
+	}
 	if (ic->icmp_type != RTE_IP_ICMP_ECHO_REQUEST) {
-		/* errors for connections are routed here once TCP exists */
 		s->cnt.icmp_rx_other++;
 		goto drop;
 	}

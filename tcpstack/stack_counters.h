@@ -58,6 +58,7 @@
 	X(icmp, rx_echo_request)                                              \
 	X(icmp, tx_echo_reply)                                                \
 	X(icmp, rx_other)                                                     \
+	X(icmp, rx_error)                                                     \
 	X(icmp, tx_unreach)                                                   \
 	X(icmp, ratelimited)                                                  \
 	X(icmp, echo_broadcast_ignored)                                       \
@@ -105,6 +106,9 @@
 	X(tcp, data_after_close)                                              \
 	X(tcp, timewait_reused)                                               \
 	X(tcp, drop_timeout)                                                  \
+	X(tcp, icmp_errors)                                                   \
+	X(tcp, icmp_ignored)                                                  \
+	X(tcp, pmtu_updates)                                                  \
 	X(tcp, rx_bytes)                                                      \
 	X(tcp, tx_bytes)
 

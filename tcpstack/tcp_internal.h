@@ -193,6 +193,11 @@ void tcp_send_cookie_synack(struct stack *s, const struct rte_ipv4_hdr *ip,
 			    const struct rte_tcp_hdr *th, uint32_t iss,
 			    uint16_t mss);
 
+/* tcp_icmp.c: an ICMP error quoting inner (inner_len bytes available) */
+void tcp_icmp_error(struct stack *s, const struct rte_ipv4_hdr *inner,
+		    uint16_t inner_len, uint8_t type, uint8_t code,
+		    uint16_t mtu);
+
 /* tcp_timer.c */
 void tcp_timer_rtx_fire(struct tw_timer *t, void *ctx);
 void tcp_timer_delack_fire(struct tw_timer *t, void *ctx);
