@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/parse.h"
+#include "tcpstack/tcp.h"
 
 enum key_type {
 	K_STR,      /* char[size] */
@@ -26,6 +27,7 @@ enum key_type {
 	K_PREFIX,   /* a.b.c.d/len -> stack.addr + stack.prefix_len */
 	K_IPV4_OPT, /* a.b.c.d or empty (0) */
 	K_U64,
+	K_CC,       /* cubic | newreno -> enum tcp_cc */
 	K_HOSTPORT, /* a.b.c.d:port -> diag.connect_ip + connect_port */
 };
 
@@ -83,6 +85,7 @@ static const struct key keys[] = {
 	{ "tcp", "timestamps", K_BOOL, ST(tcp_timestamps), 0, 0 },
 	{ "tcp", "sack", K_BOOL, ST(tcp_sack), 0, 0 },
 	{ "tcp", "window_scaling", K_BOOL, ST(tcp_wscale), 0, 0 },
+	{ "tcp", "congestion_control", K_CC, ST(tcp_cc), 0, 0 },
 	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535 },
 	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535 },
 	{ "diag", "chargen_port", K_U16, DG(chargen_port), 0, 65535 },
@@ -156,6 +159,16 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 			*(uint32_t *)p = u32 * 1000;
 		else
 			*(uint32_t *)p = u32;
+		return 0;
+	case K_CC:
+		if (strcmp(v, "cubic") == 0)
+			*(uint8_t *)p = TCP_CC_CUBIC;
+		else if (strcmp(v, "newreno") == 0)
+			*(uint8_t *)p = TCP_CC_NEWRENO;
+		else {
+			snprintf(why, whylen, "'%s' is not cubic or newreno", v);
+			return -1;
+		}
 		return 0;
 	case K_U64: {
 		uint64_t u64;

@@ -52,6 +52,7 @@ struct stack_conf {
 	uint32_t tcp_delack_ms;
 	uint32_t tcp_fin_timeout_ms; /* FIN-WAIT-2 after the app closed */
 	bool tcp_timestamps, tcp_sack, tcp_wscale;
+	uint8_t tcp_cc;           /* enum tcp_cc, for active opens */
 };
 
 void stack_conf_defaults(struct stack_conf *c);

@@ -79,6 +79,7 @@ int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 	c->cb = cb;
 	c->user = user;
 	c->flags |= TF_ACTIVE | TF_APP_OWNED;
+	c->cc = s->conf.tcp_cc;
 	c->state = TCPS_SYN_SENT;
 	c->iss = tcp_isn(s, c);
 	c->snd_una = c->iss;

@@ -152,8 +152,11 @@ static void negotiate(struct tcp_conn *c, const struct tcp_opts *o)
 /* RFC 6928 initial window: 10 segments, at most 14600 bytes-ish. */
 static void init_cwnd(struct tcp_conn *c)
 {
-	c->cwnd = 10u * c->mss;
-	c->ssthresh = UINT32_MAX / 2;
+	tcp_cc_init(c);
+	/* RFC 6582 3.2 (1): "recover" starts at the ISS; left at 0 it
+	 * would be "ahead" of snd_una for half of all ISNs and forbid
+	 * fast retransmit */
+	c->recover = c->iss;
 }
 
 static void challenge_ack(struct tcp_conn *c)
@@ -351,6 +354,7 @@ static struct tcp_conn *cookie_conn(struct stack *s, struct tcp_listener *l,
 		return NULL;
 	s->cnt.tcp_syncookies_ok++;
 	c->listener = l;
+	c->cc = (uint8_t)l->o.cc;
 	l->syn_pending++;
 	c->state = TCPS_SYN_RECEIVED;
 	c->irs = g->seq - 1;
@@ -420,6 +424,7 @@ static struct tcp_conn *listen_input(struct stack *s,
 	if (c == NULL)
 		return NULL;
 	c->listener = l;
+	c->cc = (uint8_t)l->o.cc;
 	l->syn_pending++;
 	c->state = TCPS_SYN_RECEIVED;
 	c->irs = g->seq;
@@ -570,13 +575,7 @@ static void ack_advance(struct tcp_conn *c, const struct seg *g)
 		}
 	} else {
 		c->dupacks = 0;
-		if (c->cwnd < c->ssthresh) /* slow start, ABC L=1 (RFC 3465) */
-			c->cwnd += acked < c->mss ? acked : c->mss;
-		else /* congestion avoidance: about one MSS per RTT */
-			c->cwnd += c->mss * c->mss / c->cwnd > 0 ?
-					   c->mss * c->mss / c->cwnd : 1;
-		if (c->cwnd > 64u * 1024 * 1024)
-			c->cwnd = 64u * 1024 * 1024;
+		tcp_cc_ack(c, acked);
 	}
 	c->rxt_shift = 0;
 	c->persist_shift = 0;
@@ -596,11 +595,10 @@ static void dup_ack(struct tcp_conn *c)
 	if (c->dupacks == 3 && !(c->flags & TF_RECOVERY) &&
 	    SEQ_GEQ(c->snd_una, c->recover)) {
 		/* RFC 5681 3.2 / RFC 6582: fast retransmit, enter recovery */
-		uint32_t flight = c->snd_max - c->snd_una;
 		uint32_t len = c->sq_len < c->mss ? c->sq_len : c->mss;
 
 		s->cnt.tcp_fast_retransmits++;
-		c->ssthresh = flight / 2 > 2u * c->mss ? flight / 2 : 2u * c->mss;
+		tcp_cc_fast_retransmit(c);
 		c->recover = c->snd_max;
 		c->flags |= TF_RECOVERY;
 		c->flags &= ~TF_RTT_TIMING;
@@ -696,7 +694,11 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		if (SEQ_GT(g->seq + g->dlen, c->rcv_nxt + wnd)) {
 			g->dlen = (int32_t)room > 0 ? room : 0;
 			g->flags &= (uint8_t)~RTE_TCP_FIN_FLAG;
+			/* RFC 9293 3.8.6.1: a probe of our zero window (or
+			 * anything past its edge) is answered with an ACK
+			 * even when no byte of it is kept */
 			c->flags |= TF_ACKNOW;
+			tcp_conn_want_output(c);
 		}
 	}
 
@@ -783,7 +785,10 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 	} else if (g->ack == c->snd_una && g->dlen == 0 &&
 		   !(g->flags & RTE_TCP_FIN_FLAG) &&
 		   (g->wnd << c->snd_wscale) == c->snd_wnd &&
-		   c->snd_una != c->snd_max) {
+		   c->snd_wnd != 0 && c->snd_una != c->snd_max) {
+		/* against a zero window the outstanding byte is a persist
+		 * probe, and its ACKs say "still closed", not "lost" (as
+		 * BSD: no dup ACKs while persisting) */
 		dup_ack(c);
 	}
 
@@ -920,6 +925,9 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		default:
 			break;
 		}
+		/* after a shutdown() the app still reads: tell it too */
+		if (c->state != TCPS_CLOSE_WAIT)
+			peer_closed_notify(c);
 	}
 	return kept;
 }

@@ -104,6 +104,9 @@ struct tcp_conn {
 	uint32_t iss, snd_una, snd_nxt, snd_max;
 	uint32_t snd_wl1, snd_wl2, snd_wnd, max_sndwnd;
 	uint32_t cwnd, ssthresh, recover;
+	uint8_t cc;               /* enum tcp_cc */
+	double cc_wmax, cc_k, cc_west; /* CUBIC: W_max (segments), K (s) */
+	uint64_t cc_epoch;        /* CUBIC: epoch start, ms; 0 = none */
 	struct rte_mbuf *sq_head, *sq_tail; /* unacked + unsent bytes */
 	uint32_t sq_off;          /* bytes of sq_head already acknowledged */
 	uint32_t sq_len;          /* bytes in the queue past sq_off */
@@ -197,6 +200,12 @@ void tcp_send_cookie_synack(struct stack *s, const struct rte_ipv4_hdr *ip,
 void tcp_icmp_error(struct stack *s, const struct rte_ipv4_hdr *inner,
 		    uint16_t inner_len, uint8_t type, uint8_t code,
 		    uint16_t mtu);
+
+/* tcp_cc.c */
+void tcp_cc_init(struct tcp_conn *c);
+void tcp_cc_ack(struct tcp_conn *c, uint32_t acked);
+void tcp_cc_fast_retransmit(struct tcp_conn *c);
+void tcp_cc_timeout(struct tcp_conn *c);
 
 /* tcp_timer.c */
 void tcp_timer_rtx_fire(struct tw_timer *t, void *ctx);

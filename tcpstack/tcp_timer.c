@@ -113,7 +113,6 @@ static void persist_probe(struct tcp_conn *c)
 static void retransmit_timeout(struct tcp_conn *c)
 {
 	struct stack *s = c->s;
-	uint32_t flight = c->snd_max - c->snd_una;
 
 	if (c->rxt_shift >= s->conf.tcp_retries) {
 		char a[16];
@@ -127,8 +126,7 @@ static void retransmit_timeout(struct tcp_conn *c)
 	c->rxt_shift++;
 	s->cnt.tcp_rto_timeouts++;
 	/* RFC 5681 (4): loss window; RFC 6298 5.5-5.6: back off, go back */
-	c->ssthresh = flight / 2 > 2u * c->mss ? flight / 2 : 2u * c->mss;
-	c->cwnd = c->mss;
+	tcp_cc_timeout(c);
 	c->dupacks = 0;
 	c->flags &= ~(TF_RECOVERY | TF_RTT_TIMING);
 	c->recover = c->snd_max;
