@@ -49,6 +49,7 @@ struct dp_worker {
 	const volatile int *stop;
 	struct dp *dp;
 	struct dp_worker_stats stats;
+	struct dp_fault fault;
 } __rte_cache_aligned;
 
 struct dp {

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dataplane/dp_fault.h"
+
 #define DP_MAX_WORKERS 64
 #define DP_MAX_BURST 256
 
@@ -31,6 +33,8 @@ struct dp_conf {
 	uint32_t idle_spin_polls;
 	uint32_t idle_pause_polls;
 	uint32_t idle_sleep_max_us;
+	/* [fault] */
+	struct dp_fault_conf fault;
 };
 
 /* Fills the defaults documented in docs/config.md. */

@@ -232,7 +232,16 @@ static int configure_port(struct dp *dp)
 		w->q.mtu = c->mtu;
 		w->q.pool = dp->pools[sock];
 		rte_eth_macaddr_get(port, &w->q.mac);
+		if (dp_fault_enabled(&c->fault))
+			dp_fault_wrap(&w->q, &w->fault, &dp->conf.fault, qi);
 	}
+	if (dp_fault_enabled(&c->fault))
+		LOG(LOG_WARNING, "dataplane: FAULT INJECTION ON: rx loss %u "
+		    "corrupt %u duplicate %u reorder %u, tx loss %u corrupt %u "
+		    "duplicate %u (per million)", c->fault.rx_loss_ppm,
+		    c->fault.rx_corrupt_ppm, c->fault.rx_duplicate_ppm,
+		    c->fault.rx_reorder_ppm, c->fault.tx_loss_ppm,
+		    c->fault.tx_corrupt_ppm, c->fault.tx_duplicate_ppm);
 	rc = rte_eth_dev_start(port);
 	if (rc != 0) {
 		LOG(LOG_ERR, "dataplane: port %u: start failed: %s", port,
@@ -344,6 +353,8 @@ unsigned dp_mbufs_in_use(const struct dp *dp)
 
 void dp_close(struct dp *dp)
 {
+	for (unsigned i = 0; i < dp->nworkers; i++)
+		dp_fault_fini(&dp->workers[i].fault);
 	/* frames in flight between workers go back to the pool */
 	for (unsigned i = 0; i < DP_MAX_WORKERS; i++) {
 		struct rte_mbuf *m;

@@ -94,6 +94,14 @@ static const struct key keys[] = {
 	{ "diag", "connect_per_worker", K_U32, DG(connect_per_worker), 1, 10000 },
 	{ "diag", "connect_bytes", K_U64, DG(connect_bytes), 0, 1ULL << 40 },
 	{ "diag", "connect_delay_ms", K_U32, DG(connect_delay_ms), 0, 3600000 },
+	{ "fault", "rx_loss_ppm", K_U32, DP(fault.rx_loss_ppm), 0, 1000000 },
+	{ "fault", "rx_corrupt_ppm", K_U32, DP(fault.rx_corrupt_ppm), 0, 1000000 },
+	{ "fault", "rx_duplicate_ppm", K_U32, DP(fault.rx_duplicate_ppm), 0, 1000000 },
+	{ "fault", "rx_reorder_ppm", K_U32, DP(fault.rx_reorder_ppm), 0, 1000000 },
+	{ "fault", "tx_loss_ppm", K_U32, DP(fault.tx_loss_ppm), 0, 1000000 },
+	{ "fault", "tx_corrupt_ppm", K_U32, DP(fault.tx_corrupt_ppm), 0, 1000000 },
+	{ "fault", "tx_duplicate_ppm", K_U32, DP(fault.tx_duplicate_ppm), 0, 1000000 },
+	{ "fault", "seed", K_U64, DP(fault.seed), 0, UINT64_MAX },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0 },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -103,6 +103,30 @@ static void print_counters(struct stack **stacks, unsigned n,
 		"worker.steered_out", (unsigned long long)sout,
 		"worker.steered_in", (unsigned long long)sin,
 		"worker.steer_dropped", (unsigned long long)sdrop);
+	if (dp_fault_enabled(&dp->conf.fault)) {
+		struct dp_fault_stats t = { 0 };
+		for (unsigned w = 0; w < dp->nworkers; w++) {
+			const struct dp_fault_stats *f = &dp->workers[w].fault.stats;
+			t.rx_dropped += f->rx_dropped;
+			t.rx_corrupted += f->rx_corrupted;
+			t.rx_duplicated += f->rx_duplicated;
+			t.rx_reordered += f->rx_reordered;
+			t.tx_dropped += f->tx_dropped;
+			t.tx_corrupted += f->tx_corrupted;
+			t.tx_duplicated += f->tx_duplicated;
+		}
+#define FAULT_LINE(name, v) \
+	len += (size_t)snprintf(buf + len, sizeof(buf) - len, "  %-30s %llu\n", \
+				"fault." name, (unsigned long long)(v))
+		FAULT_LINE("rx_dropped", t.rx_dropped);
+		FAULT_LINE("rx_corrupted", t.rx_corrupted);
+		FAULT_LINE("rx_duplicated", t.rx_duplicated);
+		FAULT_LINE("rx_reordered", t.rx_reordered);
+		FAULT_LINE("tx_dropped", t.tx_dropped);
+		FAULT_LINE("tx_corrupted", t.tx_corrupted);
+		FAULT_LINE("tx_duplicated", t.tx_duplicated);
+#undef FAULT_LINE
+	}
 	if (len > sizeof(buf))
 		len = sizeof(buf);
 	ssize_t r = write(STDERR_FILENO, buf, len);
