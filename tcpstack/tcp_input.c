@@ -31,7 +31,9 @@ struct tcp_opts {
 	bool mss_ok, ws_ok, sack_ok, ts_ok;
 	uint16_t mss;
 	uint8_t ws;
+	uint8_t nsack;
 	uint32_t tsval, tsecr;
+	uint32_t sack[4][2];
 };
 
 struct seg {
@@ -81,6 +83,21 @@ static int parse_options(const uint8_t *p, uint32_t len, struct tcp_opts *o)
 		case TCPOPT_SACKOK:
 			if (olen == 2)
 				o->sack_ok = true;
+			break;
+		case TCPOPT_SACK:
+			if ((olen - 2) % 8 == 0) {
+				for (uint32_t b = i + 2; b + 8 <= i + olen &&
+				     o->nsack < 4; b += 8, o->nsack++) {
+					o->sack[o->nsack][0] =
+						(uint32_t)p[b] << 24 |
+						(uint32_t)p[b + 1] << 16 |
+						(uint32_t)p[b + 2] << 8 | p[b + 3];
+					o->sack[o->nsack][1] =
+						(uint32_t)p[b + 4] << 24 |
+						(uint32_t)p[b + 5] << 16 |
+						(uint32_t)p[b + 6] << 8 | p[b + 7];
+				}
+			}
 			break;
 		case TCPOPT_TS:
 			if (olen == 10) {
@@ -289,6 +306,7 @@ static void ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq,
 		fin = false;
 	}
 	m->hash.usr = seq;
+	c->sack_recent = seq;
 	m->packet_type = fin ? FIN_MARK : 0;
 	m->next = *pp;
 	*pp = m;
@@ -554,15 +572,23 @@ static void ack_advance(struct tcp_conn *c, const struct seg *g)
 	c->snd_una = g->ack;
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
+	tcp_sack_prune(c);
 
 	if (c->flags & TF_RECOVERY) {
 		if (SEQ_GEQ(g->ack, c->recover)) {
-			/* RFC 6582 3.2 (3): full acknowledgment */
+			/* RFC 6582 3.2 (3) / RFC 6675 5: full acknowledgment */
 			uint32_t flight = c->snd_max - c->snd_una;
-			c->cwnd = c->ssthresh < flight + c->mss ? c->ssthresh :
-								  flight + c->mss;
-			c->flags &= ~TF_RECOVERY;
+			if (c->flags & TF_SACK)
+				c->cwnd = c->ssthresh;
+			else
+				c->cwnd = c->ssthresh < flight + c->mss ?
+						  c->ssthresh : flight + c->mss;
+			c->flags &= ~(TF_RECOVERY | TF_RTO_RECOVERY);
 			c->dupacks = 0;
+		} else if (c->flags & TF_RTO_RECOVERY) {
+			tcp_cc_ack(c, acked); /* slow start after a timeout */
+		} else if (c->flags & TF_SACK) {
+			/* the pipe decides; tcp_output retransmits holes */
 		} else {
 			/* partial acknowledgment: resend the next hole,
 			 * deflate by what was acked, add one segment back */
@@ -586,28 +612,49 @@ static void ack_advance(struct tcp_conn *c, const struct seg *g)
 	tcp_conn_want_output(c); /* sends more, and calls on_writable */
 }
 
+/* RFC 5681 3.2 / RFC 6582 / RFC 6675 5: fast retransmit, recovery. */
+static void enter_recovery(struct tcp_conn *c)
+{
+	struct stack *s = c->s;
+
+	s->cnt.tcp_fast_retransmits++;
+	tcp_cc_fast_retransmit(c);
+	c->recover = c->snd_max;
+	c->flags |= TF_RECOVERY;
+	c->flags &= ~TF_RTT_TIMING;
+	if (c->flags & TF_SACK) {
+		/* RFC 6675 5 (4.3): the first hole goes at once, whatever
+		 * the pipe says; the rest as the pipe drains */
+		uint32_t len = c->sq_len < c->mss ? c->sq_len : c->mss;
+		c->cwnd = c->ssthresh;
+		c->high_rxt = c->snd_una;
+		if (len > 0 &&
+		    tcp_send_segment(c, c->snd_una, len, RTE_TCP_ACK_FLAG) == 0)
+			c->high_rxt = c->snd_una + len;
+		tcp_conn_want_output(c);
+	} else {
+		uint32_t len = c->sq_len < c->mss ? c->sq_len : c->mss;
+		if (len > 0)
+			tcp_send_segment(c, c->snd_una, len, RTE_TCP_ACK_FLAG);
+		c->cwnd = c->ssthresh + 3u * c->mss;
+	}
+	tcp_arm_rtx(c);
+}
+
 static void dup_ack(struct tcp_conn *c)
 {
 	struct stack *s = c->s;
 
 	s->cnt.tcp_dup_acks++;
 	c->dupacks++;
+	/* RFC 6582's "recover" gate keeps NewReno from a second fast
+	 * retransmit for one window; SACK knows better (RFC 6675 5) */
 	if (c->dupacks == 3 && !(c->flags & TF_RECOVERY) &&
-	    SEQ_GEQ(c->snd_una, c->recover)) {
-		/* RFC 5681 3.2 / RFC 6582: fast retransmit, enter recovery */
-		uint32_t len = c->sq_len < c->mss ? c->sq_len : c->mss;
-
-		s->cnt.tcp_fast_retransmits++;
-		tcp_cc_fast_retransmit(c);
-		c->recover = c->snd_max;
-		c->flags |= TF_RECOVERY;
-		c->flags &= ~TF_RTT_TIMING;
-		if (len > 0)
-			tcp_send_segment(c, c->snd_una, len, RTE_TCP_ACK_FLAG);
-		c->cwnd = c->ssthresh + 3u * c->mss;
-		tcp_arm_rtx(c);
+	    ((c->flags & TF_SACK) || SEQ_GEQ(c->snd_una, c->recover))) {
+		enter_recovery(c);
 	} else if (c->dupacks > 3 && (c->flags & TF_RECOVERY)) {
-		c->cwnd += c->mss; /* inflate: a segment left the network */
+		if (!(c->flags & TF_SACK))
+			c->cwnd += c->mss; /* inflate: a segment left */
 		tcp_conn_want_output(c);
 	}
 }
@@ -621,6 +668,21 @@ static bool our_fin_acked(const struct tcp_conn *c)
 
 /* ---------------------------------------------------------------- */
 /* Synchronized states and SYN-RECEIVED (RFC 9293 3.10.7.4)           */
+
+/*
+ * A duplicate ACK overtaken by a later one carries an older timestamp but
+ * is no replay: it repeats the cumulative ACK, moves no window, and is
+ * recent. Dropping it would lose a duplicate ACK (and its SACK blocks)
+ * that loss recovery counts on; Linux makes the same exception.
+ */
+static bool disordered_ack(const struct tcp_conn *c, const struct seg *g)
+{
+	return (g->flags & RTE_TCP_ACK_FLAG) && g->dlen == 0 &&
+	       !(g->flags & (RTE_TCP_SYN_FLAG | RTE_TCP_FIN_FLAG)) &&
+	       g->seq == c->rcv_nxt && g->ack == c->snd_una &&
+	       (g->wnd << c->snd_wscale) == c->snd_wnd &&
+	       c->ts_recent - g->o.tsval <= c->rto;
+}
 
 static bool seq_acceptable(const struct tcp_conn *c, const struct seg *g)
 {
@@ -654,10 +716,14 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 	/* RFC 7323 5.3 PAWS: an old timestamp means an old duplicate */
 	if ((c->flags & TF_TS) && g->o.ts_ok && !(g->flags & RTE_TCP_RST_FLAG) &&
 	    (int32_t)(g->o.tsval - c->ts_recent) < 0 &&
-	    s->now_ms - c->ts_recent_age < PAWS_IDLE_MS) {
+	    s->now_ms - c->ts_recent_age < PAWS_IDLE_MS &&
+	    !disordered_ack(c, g)) {
 		s->cnt.tcp_paws_dropped++;
-		c->flags |= TF_ACKNOW;
-		tcp_conn_want_output(c);
+		if (g->dlen > 0 || (g->flags & (RTE_TCP_SYN_FLAG |
+						RTE_TCP_FIN_FLAG))) {
+			c->flags |= TF_ACKNOW;
+			tcp_conn_want_output(c);
+		}
 		return false;
 	}
 
@@ -778,6 +844,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		c->ts_recent_age = s->now_ms;
 	}
 
+	if ((c->flags & TF_SACK) && g->o.nsack > 0)
+		tcp_sack_update(c, (const uint32_t (*)[2])g->o.sack, g->o.nsack);
 	if (SEQ_GT(g->ack, c->snd_una)) {
 		ack_advance(c, g);
 		if (c->flags & TF_ZOMBIE)
@@ -791,6 +859,11 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		 * BSD: no dup ACKs while persisting) */
 		dup_ack(c);
 	}
+	/* RFC 6675: enough SACKed above a hole starts recovery, whatever
+	 * the duplicate ACK count (windows and data make ACKs "not dup") */
+	if (!(c->flags & TF_RECOVERY) && c->snd_una != c->snd_max &&
+	    tcp_sack_should_recover(c))
+		enter_recovery(c);
 
 	/* window update (RFC 9293 3.10.7.4, fifth, ESTABLISHED) */
 	if (SEQ_LT(c->snd_wl1, g->seq) ||

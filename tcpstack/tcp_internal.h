@@ -25,6 +25,8 @@
 #define SEQ_GT(a, b) ((int32_t)((a) - (b)) > 0)
 #define SEQ_GEQ(a, b) ((int32_t)((a) - (b)) >= 0)
 
+#define TCP_SACK_RANGES 6 /* scoreboard ranges kept per connection */
+
 enum tcp_state {
 	TCPS_CLOSED = 0,
 	TCPS_LISTEN,
@@ -67,6 +69,8 @@ enum {
 	TF_ACTIVE = 1u << 15,     /* opened by tcp_connect */
 	TF_APP_OWNED = 1u << 16,  /* handed to the app (accept or connect) */
 	TF_RTT_TIMING = 1u << 17, /* rtt_seq is being timed (no timestamps) */
+	TF_RTO_RECOVERY = 1u << 18, /* SACK recovery after a timeout: every
+				     * unSACKed byte below recover is lost */
 };
 
 struct tcp_listener {
@@ -104,6 +108,9 @@ struct tcp_conn {
 	uint32_t iss, snd_una, snd_nxt, snd_max;
 	uint32_t snd_wl1, snd_wl2, snd_wnd, max_sndwnd;
 	uint32_t cwnd, ssthresh, recover;
+	uint32_t sb[TCP_SACK_RANGES][2]; /* SACKed ranges above snd_una */
+	uint8_t nsb;
+	uint32_t high_rxt;        /* retransmitted up to here this recovery */
 	uint8_t cc;               /* enum tcp_cc */
 	double cc_wmax, cc_k, cc_west; /* CUBIC: W_max (segments), K (s) */
 	uint64_t cc_epoch;        /* CUBIC: epoch start, ms; 0 = none */
@@ -117,6 +124,7 @@ struct tcp_conn {
 	struct rte_mbuf *ooo;     /* out-of-order segments, sorted by seq */
 	uint32_t ooo_bytes;
 	uint16_t ooo_cnt;
+	uint32_t sack_recent;     /* seq of the latest out-of-order arrival */
 	uint16_t unacked_segs;    /* full segments since our last ACK */
 	struct rte_mbuf *rq_head, *rq_tail; /* in-order, held while paused */
 	uint32_t rq_len;
@@ -206,6 +214,16 @@ void tcp_cc_init(struct tcp_conn *c);
 void tcp_cc_ack(struct tcp_conn *c, uint32_t acked);
 void tcp_cc_fast_retransmit(struct tcp_conn *c);
 void tcp_cc_timeout(struct tcp_conn *c);
+
+/* tcp_sack.c */
+void tcp_sack_reset(struct tcp_conn *c);
+void tcp_sack_prune(struct tcp_conn *c);
+void tcp_sack_update(struct tcp_conn *c, const uint32_t (*blk)[2], unsigned n);
+uint32_t tcp_sack_bytes(const struct tcp_conn *c);
+uint32_t tcp_sack_pipe(const struct tcp_conn *c);
+bool tcp_sack_should_recover(const struct tcp_conn *c);
+/* In SACK recovery: retransmit holes while the pipe allows. */
+void tcp_sack_output(struct tcp_conn *c);
 
 /* tcp_timer.c */
 void tcp_timer_rtx_fire(struct tw_timer *t, void *ctx);

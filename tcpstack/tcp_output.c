@@ -20,6 +20,7 @@
 #define TCPOPT_MSS 2
 #define TCPOPT_WS 3
 #define TCPOPT_SACKOK 4
+#define TCPOPT_SACK 5
 #define TCPOPT_TS 8
 #define TCP_MAXWIN 65535u
 
@@ -137,6 +138,61 @@ static void finish(struct stack *s, struct rte_mbuf *m, uint32_t dst,
 	ipv4_output(s, m);
 }
 
+/*
+ * SACK blocks (RFC 2018 4): the out-of-order queue's contiguous runs, the
+ * one holding the latest arrival first, then the others in sequence order.
+ */
+static uint8_t *put_sack_blocks(const struct tcp_conn *c, uint8_t *o,
+				unsigned max)
+{
+	uint32_t run[8][2];
+	unsigned n = 0, first = 0, out = 0;
+	const struct rte_mbuf *m;
+
+	for (m = c->ooo; m != NULL; m = m->next) {
+		uint32_t a = m->hash.usr, b = a + rte_pktmbuf_data_len(m);
+		if (a == b)
+			continue; /* a bare FIN marker */
+		if (n > 0 && SEQ_LEQ(a, run[n - 1][1])) {
+			if (SEQ_GT(b, run[n - 1][1]))
+				run[n - 1][1] = b;
+			continue;
+		}
+		if (n == 8)
+			break;
+		run[n][0] = a;
+		run[n][1] = b;
+		n++;
+	}
+	if (n == 0)
+		return o;
+	for (unsigned i = 0; i < n; i++)
+		if (SEQ_GEQ(c->sack_recent, run[i][0]) &&
+		    SEQ_LT(c->sack_recent, run[i][1]))
+			first = i;
+	if (max > n)
+		max = n;
+	*o++ = TCPOPT_NOP;
+	*o++ = TCPOPT_NOP;
+	*o++ = TCPOPT_SACK;
+	*o++ = (uint8_t)(2 + 8 * max);
+	for (unsigned k = 0; k <= n && out < max; k++) {
+		/* k == 0: the latest run; then every other run in order */
+		unsigned i = k == 0 ? first : k - 1;
+		uint32_t a, b;
+
+		if (k > 0 && i == first)
+			continue;
+		a = rte_cpu_to_be_32(run[i][0]);
+		b = rte_cpu_to_be_32(run[i][1]);
+		memcpy(o, &a, 4);
+		memcpy(o + 4, &b, 4);
+		o += 8;
+		out++;
+	}
+	return o;
+}
+
 static uint8_t *put_syn_options(const struct tcp_conn *c, uint8_t *o,
 				bool ts, bool sack, bool ws)
 {
@@ -194,16 +250,21 @@ int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
 		bool sack = synack ? (c->flags & TF_SACK) : s->conf.tcp_sack;
 		bool ws = synack ? (c->flags & TF_WS) : s->conf.tcp_wscale;
 		o = put_syn_options(c, o, ts, sack, ws);
-	} else if (c->flags & TF_TS) {
-		uint32_t v = rte_cpu_to_be_32(ts_now(c));
-		uint32_t e = rte_cpu_to_be_32(c->ts_recent);
-		*o++ = TCPOPT_NOP;
-		*o++ = TCPOPT_NOP;
-		*o++ = TCPOPT_TS;
-		*o++ = 10;
-		memcpy(o, &v, 4);
-		memcpy(o + 4, &e, 4);
-		o += 8;
+	} else {
+		if (c->flags & TF_TS) {
+			uint32_t v = rte_cpu_to_be_32(ts_now(c));
+			uint32_t e = rte_cpu_to_be_32(c->ts_recent);
+			*o++ = TCPOPT_NOP;
+			*o++ = TCPOPT_NOP;
+			*o++ = TCPOPT_TS;
+			*o++ = 10;
+			memcpy(o, &v, 4);
+			memcpy(o + 4, &e, 4);
+			o += 8;
+		}
+		if ((c->flags & TF_SACK) && c->ooo != NULL &&
+		    (flags & RTE_TCP_ACK_FLAG))
+			o = put_sack_blocks(c, o, (c->flags & TF_TS) ? 3 : 4);
 	}
 	optlen = (uint32_t)(o - opts);
 
@@ -373,12 +434,25 @@ void tcp_output(struct tcp_conn *c)
 					 RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG);
 		return;
 	}
+	if ((c->flags & (TF_RECOVERY | TF_SACK)) == (TF_RECOVERY | TF_SACK))
+		tcp_sack_output(c);
 	for (;;) {
 		uint32_t off = c->snd_nxt - c->snd_una;
 		uint32_t avail = c->sq_len > off ? c->sq_len - off : 0;
 		uint32_t wnd = c->snd_wnd < c->cwnd ? c->snd_wnd : c->cwnd;
 		uint32_t inflight = c->snd_nxt - c->snd_una;
 		uint32_t usable = wnd > inflight ? wnd - inflight : 0;
+
+		if ((c->flags & (TF_RECOVERY | TF_SACK)) ==
+		    (TF_RECOVERY | TF_SACK)) {
+			/* RFC 6675 5 (C): new data only while the pipe and
+			 * the peer's window allow */
+			uint32_t pipe = tcp_sack_pipe(c);
+			uint32_t byc = c->cwnd > pipe ? c->cwnd - pipe : 0;
+			uint32_t byw = c->snd_wnd > inflight ?
+					       c->snd_wnd - inflight : 0;
+			usable = byc < byw ? byc : byw;
+		}
 		uint32_t len = avail;
 		bool fin = false;
 		uint8_t fl = RTE_TCP_ACK_FLAG;

@@ -125,12 +125,26 @@ static void retransmit_timeout(struct tcp_conn *c)
 	}
 	c->rxt_shift++;
 	s->cnt.tcp_rto_timeouts++;
+	LOG_RL(LOG_DEBUG, "tcp: rto port %u: una %u nxt +%u max +%u wnd %u "
+	       "cwnd %u ssth %u sq %u nsb %u pipe %u flags %#x shift %u rto %u",
+	       c->lport, c->snd_una, c->snd_nxt - c->snd_una,
+	       c->snd_max - c->snd_una, c->snd_wnd, c->cwnd, c->ssthresh,
+	       c->sq_len, c->nsb, tcp_sack_pipe(c), c->flags, c->rxt_shift,
+	       c->rto);
 	/* RFC 5681 (4): loss window; RFC 6298 5.5-5.6: back off, go back */
 	tcp_cc_timeout(c);
 	c->dupacks = 0;
 	c->flags &= ~(TF_RECOVERY | TF_RTT_TIMING);
 	c->recover = c->snd_max;
-	c->snd_nxt = c->snd_una;
+	if (c->flags & TF_SACK) {
+		/* RFC 6675 5.1: keep what the peer SACKed, count everything
+		 * else sent so far as lost, and resend the holes as the
+		 * window (slow start from one segment) allows */
+		c->flags |= TF_RECOVERY | TF_RTO_RECOVERY;
+		c->high_rxt = c->snd_una;
+	} else {
+		c->snd_nxt = c->snd_una; /* go back N */
+	}
 	tcp_arm_rtx(c);
 	tcp_output(c);
 }
