@@ -43,6 +43,12 @@ void stack_conf_defaults(struct stack_conf *c)
 	c->tcp_timestamps = true;
 	c->tcp_sack = true;
 	c->tcp_wscale = true;
+	c->tcp_keepalive = false;
+	c->tcp_keepalive_idle_ms = 7200 * 1000;
+	c->tcp_keepalive_intvl_ms = 75 * 1000;
+	c->tcp_keepalive_probes = 9;
+	c->tcp_max_timewait = 32768;
+	c->tcp_challenge_ack_limit = 1000;
 }
 
 int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,

@@ -53,6 +53,11 @@ struct stack_conf {
 	uint32_t tcp_fin_timeout_ms; /* FIN-WAIT-2 after the app closed */
 	bool tcp_timestamps, tcp_sack, tcp_wscale;
 	uint8_t tcp_cc;           /* enum tcp_cc, for active opens */
+	bool tcp_keepalive;       /* probe idle connections */
+	uint32_t tcp_keepalive_idle_ms, tcp_keepalive_intvl_ms;
+	uint32_t tcp_keepalive_probes;
+	uint32_t tcp_max_timewait; /* TIME-WAIT connections per worker */
+	uint32_t tcp_challenge_ack_limit; /* per second per worker */
 };
 
 void stack_conf_defaults(struct stack_conf *c);

@@ -105,6 +105,9 @@
 	X(tcp, persist_probes)                                                \
 	X(tcp, data_after_close)                                              \
 	X(tcp, timewait_reused)                                               \
+	X(tcp, timewait_overflow)                                             \
+	X(tcp, challenge_acks_limited)                                        \
+	X(tcp, keepalive_probes)                                              \
 	X(tcp, drop_timeout)                                                  \
 	X(tcp, icmp_errors)                                                   \
 	X(tcp, icmp_ignored)                                                  \

@@ -70,6 +70,8 @@ int tcp_stack_init(struct stack *s)
 		memcpy(t->secret + i, &r, 8);
 	}
 	t->eph_next = (uint16_t)(32768 + rte_rand() % 28232);
+	ratelimit_init(&t->challenge_rl, s->conf.tcp_challenge_ack_limit,
+		       s->conf.tcp_challenge_ack_limit, s->now_ms);
 	s->tcp = t;
 	return 0;
 }
@@ -132,6 +134,9 @@ struct tcp_conn *tcp_conn_new(struct stack *s, uint32_t rip, uint16_t rport,
 	c->state = TCPS_CLOSED;
 	c->rto = s->conf.tcp_rto_init_ms;
 	c->mss = 536; /* RFC 9293 3.7.1 default until the peer says more */
+	c->last_rcv_ms = s->now_ms;
+	if (s->conf.tcp_keepalive)
+		c->flags |= TF_KEEPALIVE;
 	k[0] = lip;
 	k[1] = rip;
 	k[2] = (uint32_t)lport << 16 | rport;
@@ -191,6 +196,8 @@ void tcp_conn_drop(struct tcp_conn *c, enum tcp_close_reason reason)
 			free(l);
 		c->listener = NULL;
 	}
+	if (c->state == TCPS_TIME_WAIT)
+		s->tcp->timewait--;
 	c->state = TCPS_CLOSED;
 	c->flags |= TF_ZOMBIE;
 	tw_cancel(&s->tw, &c->t_rtx);

@@ -37,6 +37,7 @@ struct tcp_opts {
 };
 
 struct seg {
+	bool reopen;              /* TIME-WAIT ended by a new SYN: redo */
 	const struct rte_tcp_hdr *th;
 	uint32_t seq, ack, wnd;
 	uint8_t flags;
@@ -178,7 +179,15 @@ static void init_cwnd(struct tcp_conn *c)
 
 static void challenge_ack(struct tcp_conn *c)
 {
-	c->s->cnt.tcp_challenge_acks++;
+	struct stack *s = c->s;
+
+	/* RFC 5961 7: bounded, so challenges cannot be turned into a flood
+	 * (per worker, not global: no cross-connection side channel) */
+	if (!ratelimit_allow(&s->tcp->challenge_rl, s->now_ms)) {
+		s->cnt.tcp_challenge_acks_limited++;
+		return;
+	}
+	s->cnt.tcp_challenge_acks++;
 	tcp_send_ack_now(c);
 }
 
@@ -472,7 +481,7 @@ static bool passive_established(struct tcp_conn *c)
 
 	c->state = TCPS_ESTABLISHED;
 	l->syn_pending--;
-	tw_cancel(&s->tw, &c->t_rtx);
+	tcp_timer_idle(c);
 	c->rxt_shift = 0;
 	init_cwnd(c);
 	if (l->closed || l->accept(c, l->user, &cb, &user) != 0) {
@@ -543,7 +552,7 @@ static void syn_sent_input(struct tcp_conn *c, const struct rte_ipv4_hdr *ip,
 	c->snd_wl2 = g->ack;
 	c->state = TCPS_ESTABLISHED;
 	c->rxt_shift = 0;
-	tw_cancel(&s->tw, &c->t_rtx);
+	tcp_timer_idle(c);
 	init_cwnd(c);
 	s->cnt.tcp_opened++;
 	c->flags |= TF_ACKNOW;
@@ -606,7 +615,7 @@ static void ack_advance(struct tcp_conn *c, const struct seg *g)
 	c->rxt_shift = 0;
 	c->persist_shift = 0;
 	if (c->snd_una == c->snd_max)
-		tw_cancel(&s->tw, &c->t_rtx);
+		tcp_timer_idle(c);
 	else
 		tcp_arm_rtx(c); /* RFC 6298 5.3: restart on new ACK */
 	tcp_conn_want_output(c); /* sends more, and calls on_writable */
@@ -712,6 +721,22 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		syn_sent_input(c, ip, g);
 		return false;
 	}
+	c->last_rcv_ms = s->now_ms;
+	c->ka_probes = 0;
+
+	/* RFC 6191: a new SYN may end TIME-WAIT early when its timestamp (or,
+	 * without timestamps, its sequence number) shows it is no old one */
+	if (c->state == TCPS_TIME_WAIT &&
+	    (g->flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
+		    RTE_TCP_SYN_FLAG &&
+	    (((c->flags & TF_TS) && g->o.ts_ok &&
+	      (int32_t)(g->o.tsval - c->ts_recent) > 0) ||
+	     (!(c->flags & TF_TS) && SEQ_GT(g->seq, c->rcv_nxt)))) {
+		s->cnt.tcp_timewait_reused++;
+		tcp_conn_drop(c, TCP_CLOSE_DONE);
+		g->reopen = true;
+		return false;
+	}
 
 	/* RFC 7323 5.3 PAWS: an old timestamp means an old duplicate */
 	if ((c->flags & TF_TS) && g->o.ts_ok && !(g->flags & RTE_TCP_RST_FLAG) &&
@@ -813,7 +838,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		c->snd_wl2 = g->ack;
 		if (c->flags & TF_ACTIVE) {
 			c->state = TCPS_ESTABLISHED;
-			tw_cancel(&s->tw, &c->t_rtx);
+			tcp_timer_idle(c);
 			init_cwnd(c);
 			s->cnt.tcp_opened++;
 			if (c->cb != NULL && c->cb->on_connected != NULL)
@@ -877,7 +902,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		if (c->snd_wnd > old) {
 			c->persist_shift = 0;
 			if (old == 0 && c->snd_una == c->snd_max)
-				tw_cancel(&s->tw, &c->t_rtx);
+				tcp_timer_idle(c);
 			tcp_conn_want_output(c);
 		}
 	}
@@ -893,8 +918,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 				       s->now_ms + s->conf.tcp_fin_timeout_ms);
 			break;
 		case TCPS_CLOSING:
-			c->state = TCPS_TIME_WAIT;
-			tcp_arm_timewait(c);
+			tcp_enter_timewait(c);
 			break;
 		case TCPS_LAST_ACK:
 			tcp_conn_drop(c, TCP_CLOSE_DONE);
@@ -985,15 +1009,13 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 			break;
 		case TCPS_FIN_WAIT_1:
 			if (our_fin_acked(c)) {
-				c->state = TCPS_TIME_WAIT;
-				tcp_arm_timewait(c);
+				tcp_enter_timewait(c);
 			} else {
 				c->state = TCPS_CLOSING;
 			}
 			break;
 		case TCPS_FIN_WAIT_2:
-			c->state = TCPS_TIME_WAIT;
-			tcp_arm_timewait(c);
+			tcp_enter_timewait(c);
 			break;
 		default:
 			break;
@@ -1060,8 +1082,14 @@ void tcp_input(struct stack *s, struct rte_mbuf *m,
 		if (c == NULL)
 			goto drop;
 	}
+	g.reopen = false;
 	if (conn_input(c, m, ip, &g, l4_off + thl))
 		return;
+	if (g.reopen) {
+		c = listen_input(s, ip, &g);
+		if (c != NULL && conn_input(c, m, ip, &g, l4_off + thl))
+			return;
+	}
 drop:
 	rte_pktmbuf_free(m);
 }

@@ -69,6 +69,7 @@ enum {
 	TF_ACTIVE = 1u << 15,     /* opened by tcp_connect */
 	TF_APP_OWNED = 1u << 16,  /* handed to the app (accept or connect) */
 	TF_RTT_TIMING = 1u << 17, /* rtt_seq is being timed (no timestamps) */
+	TF_KEEPALIVE = 1u << 19,  /* probe when idle */
 	TF_RTO_RECOVERY = 1u << 18, /* SACK recovery after a timeout: every
 				     * unSACKed byte below recover is lost */
 };
@@ -141,6 +142,9 @@ struct tcp_conn {
 	struct tw_timer t_rtx;    /* SYN/data retransmit, persist, TIME-WAIT */
 	struct tw_timer t_delack;
 
+	uint64_t last_rcv_ms;     /* last segment from the peer (keepalive) */
+	uint8_t ka_probes;        /* unanswered keepalive probes */
+
 	uint64_t bytes_in, bytes_out, retransmits;
 };
 
@@ -158,6 +162,8 @@ struct tcp_stack {
 	uint8_t secret[16];       /* ISN and timestamp offsets (RFC 6528) */
 	uint16_t eph_next;
 	bool in_event;
+	uint32_t timewait;        /* connections in TIME-WAIT */
+	struct ratelimit challenge_rl; /* RFC 5961 7 */
 };
 
 /* tcp_conn.c */
@@ -231,6 +237,10 @@ void tcp_timer_delack_fire(struct tw_timer *t, void *ctx);
 void tcp_arm_rtx(struct tcp_conn *c);
 void tcp_arm_persist(struct tcp_conn *c);
 void tcp_arm_timewait(struct tcp_conn *c);
+/* Enters TIME-WAIT, or closes at once when max_timewait is reached. */
+void tcp_enter_timewait(struct tcp_conn *c);
+/* Nothing outstanding: arm keepalive where enabled, else stop t_rtx. */
+void tcp_timer_idle(struct tcp_conn *c);
 void tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms);
 
 /* tcp_input.c */

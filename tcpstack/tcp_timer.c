@@ -47,6 +47,60 @@ void tcp_arm_timewait(struct tcp_conn *c)
 	       c->s->now_ms + 2ull * c->s->conf.tcp_msl_ms);
 }
 
+void tcp_enter_timewait(struct tcp_conn *c)
+{
+	struct stack *s = c->s;
+
+	if (s->tcp->timewait >= s->conf.tcp_max_timewait) {
+		/* like Linux's "time wait bucket table overflow": close now */
+		s->cnt.tcp_timewait_overflow++;
+		tcp_conn_drop(c, TCP_CLOSE_DONE);
+		return;
+	}
+	c->state = TCPS_TIME_WAIT;
+	s->tcp->timewait++;
+	tcp_arm_timewait(c);
+}
+
+void tcp_timer_idle(struct tcp_conn *c)
+{
+	struct stack *s = c->s;
+
+	if ((c->flags & TF_KEEPALIVE) && (c->state == TCPS_ESTABLISHED ||
+					  c->state == TCPS_CLOSE_WAIT))
+		tw_arm(&s->tw, &c->t_rtx,
+		       c->last_rcv_ms + s->conf.tcp_keepalive_idle_ms);
+	else
+		tw_cancel(&s->tw, &c->t_rtx);
+}
+
+/* RFC 1122 4.2.3.6: an idle connection is probed with a segment the peer
+ * must answer (one sequence number below the window), idle_ms after the
+ * last thing heard, then every intvl_ms, and given up after probes. */
+static void keepalive(struct tcp_conn *c)
+{
+	struct stack *s = c->s;
+	uint64_t due;
+
+	if (!(c->flags & TF_KEEPALIVE))
+		return;
+	due = c->last_rcv_ms + s->conf.tcp_keepalive_idle_ms +
+	      (uint64_t)c->ka_probes * s->conf.tcp_keepalive_intvl_ms;
+	if (s->now_ms < due) {
+		tw_arm(&s->tw, &c->t_rtx, due);
+		return;
+	}
+	if (c->ka_probes >= s->conf.tcp_keepalive_probes) {
+		s->cnt.tcp_drop_timeout++;
+		tcp_conn_drop(c, TCP_CLOSE_TIMEOUT);
+		return;
+	}
+	c->ka_probes++;
+	s->cnt.tcp_keepalive_probes++;
+	tcp_send_segment(c, c->snd_una - 1, 0, RTE_TCP_ACK_FLAG);
+	tw_arm(&s->tw, &c->t_rtx, s->now_ms + s->conf.tcp_keepalive_intvl_ms);
+}
+
 void tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt)
 {
 	uint32_t rto;
@@ -173,6 +227,8 @@ void tcp_timer_rtx_fire(struct tw_timer *t, void *ctx)
 			persist_probe(c);
 		else if (c->snd_una != c->snd_max)
 			retransmit_timeout(c);
+		else
+			keepalive(c);
 		break;
 	}
 	/* output and frees happen in stack_flush(), after the tick */
