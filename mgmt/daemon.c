@@ -224,8 +224,9 @@ out:
 	/* stop RX first, then give every held mbuf back */
 	dp_close(&dp);
 	for (unsigned i = 0; i < nstacks; i++) {
-		diag_stop(stacks[i]);
+		/* connections close first: their callbacks still use diag */
 		stack_fini(stacks[i]);
+		diag_stop(stacks[i]);
 	}
 	if (nstacks > 0)
 		print_counters(stacks, nstacks, &dp);
