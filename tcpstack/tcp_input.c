@@ -637,9 +637,12 @@ static void enter_recovery(struct tcp_conn *c)
 		uint32_t len = c->sq_len < c->mss ? c->sq_len : c->mss;
 		c->cwnd = c->ssthresh;
 		c->high_rxt = c->snd_una;
-		if (len > 0 &&
-		    tcp_send_segment(c, c->snd_una, len, RTE_TCP_ACK_FLAG) == 0)
-			c->high_rxt = c->snd_una + len;
+		if (len > 0) {
+			int n = tcp_send_segment(c, c->snd_una, len,
+						 RTE_TCP_ACK_FLAG);
+			if (n > 0)
+				c->high_rxt = c->snd_una + (uint32_t)n;
+		}
 		tcp_conn_want_output(c);
 	} else {
 		uint32_t len = c->sq_len < c->mss ? c->sq_len : c->mss;

@@ -185,7 +185,9 @@ uint32_t tcp_isn(const struct stack *s, const struct tcp_conn *c);
 
 /* tcp_output.c */
 void tcp_output(struct tcp_conn *c);
-/* Sends one segment [seq, seq+len) from the send queue with flags. */
+/* Sends one segment [seq, seq+len) from the send queue with flags. Returns
+ * the payload bytes sent (less than len when options leave less room in
+ * the MTU; a FIN is then left off), or a negative errno. */
 int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
 		     uint8_t flags);
 /* A RST answering a segment that has no connection (RFC 9293 3.10.7.1). */

@@ -267,6 +267,13 @@ int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
 			o = put_sack_blocks(c, o, (c->flags & TF_TS) ? 3 : 4);
 	}
 	optlen = (uint32_t)(o - opts);
+	/* options (SACK blocks above all) eat into the MSS: the frame must
+	 * still fit the MTU, so carry less data, and no FIN if cut short */
+	if (len > s->q->mtu - sizeof(struct rte_ipv4_hdr) - sizeof(*th) - optlen) {
+		len = s->q->mtu - (uint32_t)sizeof(struct rte_ipv4_hdr) -
+		      (uint32_t)sizeof(*th) - optlen;
+		flags &= (uint8_t)~RTE_TCP_FIN_FLAG;
+	}
 
 	m = rte_pktmbuf_alloc(s->q->pool);
 	if (m == NULL) {
@@ -334,7 +341,7 @@ int tcp_send_segment(struct tcp_conn *c, uint32_t seq, uint32_t len,
 	c->bytes_out += len;
 	s->cnt.tcp_tx_bytes += len;
 	finish(s, m, c->rip, (uint16_t)(sizeof(*th) + optlen + len));
-	return 0;
+	return (int)len;
 }
 
 void tcp_send_ack_now(struct tcp_conn *c)
@@ -481,8 +488,15 @@ void tcp_output(struct tcp_conn *c)
 			fl |= RTE_TCP_FIN_FLAG;
 		if (len > 0 && len == avail)
 			fl |= RTE_TCP_PSH_FLAG;
-		if (tcp_send_segment(c, c->snd_nxt, len, fl) != 0)
-			break;
+		{
+			int n = tcp_send_segment(c, c->snd_nxt, len, fl);
+			if (n < 0)
+				break;
+			if ((uint32_t)n < len) {
+				len = (uint32_t)n; /* options took room */
+				fin = false;
+			}
+		}
 		sent = true;
 		c->snd_nxt += len + (fin ? 1 : 0);
 		if (fin) {

@@ -203,8 +203,12 @@ void tcp_sack_output(struct tcp_conn *c)
 		}
 		if (seq - c->snd_una + len > c->sq_len)
 			len = c->sq_len - (seq - c->snd_una);
-		if (tcp_send_segment(c, seq, len, RTE_TCP_ACK_FLAG) != 0)
-			break;
+		{
+			int n = tcp_send_segment(c, seq, len, RTE_TCP_ACK_FLAG);
+			if (n <= 0)
+				break;
+			len = (uint32_t)n;
+		}
 		c->high_rxt = seq + len;
 		pipe += len;
 	}
