@@ -30,6 +30,12 @@ def pytest_configure(config):
         "markers", "netns: needs root and network namespaces")
     config.addinivalue_line(
         "markers", "pmds(*names): run only on these PMDs (tap, af_packet)")
+    config.addinivalue_line(
+        "markers", "lab_config(**sections): extra daemon config for the lab "
+        "fixture, e.g. lab_config(diag={'echo_port': 7}, tcp={'msl_ms': 1000})")
+    config.addinivalue_line(
+        "markers", "long: long-running (GiB transfers, 10k connections); "
+        "release build only, deselect with -m 'not long'")
     atexit.register(labmod.cleanup_all)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
@@ -55,6 +61,17 @@ def pytest_sessionstart(session):
         removed = labmod.delete_stale_namespaces()
         if removed:
             print(f"lab: removed stale namespaces {removed}")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not labmod.sanitizer_build():
+        return
+    skip = pytest.mark.skip(
+        reason="long test: release build only (DPMAIL_SANITIZER=1 is set; "
+               "ASan makes GiB transfers and 10k connections too slow)")
+    for item in items:
+        if item.get_closest_marker("long"):
+            item.add_marker(skip)
 
 
 def pytest_generate_tests(metafunc):
@@ -91,8 +108,14 @@ def lab_preflight():
 
 @pytest.fixture
 def lab(request, pmd, tmp_path, lab_preflight):
-    """A started daemon in a fresh namespace; torn down pass or fail."""
-    lb = labmod.Lab(pmd, tmp_path, name=request.node.name)
+    """A started daemon in a fresh namespace; torn down pass or fail.
+    Extra daemon config comes from the nearest `lab_config` marker(s)
+    (closest wins per key)."""
+    config = {}
+    for mark in reversed(list(request.node.iter_markers("lab_config"))):
+        for sec, kv in mark.kwargs.items():
+            config.setdefault(sec, {}).update(kv)
+    lb = labmod.Lab(pmd, tmp_path, name=request.node.name, config=config)
     try:
         lb.start()
     except labmod.LabError as e:

@@ -269,7 +269,9 @@ def set_ini(text, section, key, value):
 class Lab:
     """One namespace, one daemon, one kernel-side interface."""
 
-    def __init__(self, pmd, workdir, name=None):
+    def __init__(self, pmd, workdir, name=None, config=None):
+        """`config`: extra settings over the lab defaults, as
+        {section: {key: value}} (e.g. {"diag": {"echo_port": 7}})."""
         if pmd not in PMDS:
             raise LabError(f"unknown pmd {pmd!r}")
         self.pmd = pmd
@@ -278,6 +280,7 @@ class Lab:
         _SEQ[0] += 1
         self.ns = f"dpm-{os.getpid()}-{_SEQ[0]}"
         self.name = name or self.ns
+        self.config = {sec: dict(kv) for sec, kv in (config or {}).items()}
         self.kernel_if = "dpm0" if pmd == "tap" else "vk"
         self.daemon_if = "dpm0" if pmd == "tap" else "vd"
         self.conf_path = self.workdir / "dpmail.conf"
@@ -352,6 +355,11 @@ class Lab:
                 ("net", "address", f"{DAEMON_IP}/{PREFIX_LEN}"),
                 ("dataplane", "workers", "1")):
             text = set_ini(text, sec, key, val)
+        for sec, kv in self.config.items():
+            for key, val in kv.items():
+                if isinstance(val, bool):
+                    val = "yes" if val else "no"
+                text = set_ini(text, sec, key, val)
         self.conf_path.write_text(text)
 
     def daemon_env(self):
