@@ -64,17 +64,54 @@ static void corrupt(struct dp_fault *f, struct rte_mbuf *m)
 		(uint8_t)(1u << (rnd(f) % 8));
 }
 
+/* The inner ops run with the q->priv they were given (the fake port
+ * keeps itself there), not ours. */
+static uint16_t inner_rx(struct dp_queue *q, struct dp_fault *f,
+			 struct rte_mbuf **pkts, uint16_t n)
+{
+	uint16_t r;
+
+	q->priv = f->inner_priv;
+	r = f->inner->rx(q, pkts, n);
+	q->priv = f;
+	return r;
+}
+
+static uint16_t inner_tx(struct dp_queue *q, struct dp_fault *f,
+			 struct rte_mbuf **pkts, uint16_t n)
+{
+	uint16_t r;
+
+	q->priv = f->inner_priv;
+	r = f->inner->tx(q, pkts, n);
+	q->priv = f;
+	return r;
+}
+
 static uint16_t fault_rx(struct dp_queue *q, struct rte_mbuf **pkts,
 			 uint16_t n)
 {
 	struct dp_fault *f = q->priv;
 	const struct dp_fault_conf *c = f->conf;
 	uint16_t got, out = 0, room = n;
-	struct rte_mbuf *tmp[256];
+	struct rte_mbuf *tmp[128];
 
+	/* pkts holds n: every frame read, plus one held from an earlier
+	 * call, must fit, so a held frame takes a place, and a duplicate is
+	 * made only while what is still to come fits after it */
+	if (f->held != NULL) {
+		if (room == 0)
+			return 0;
+		room--;
+	}
 	if (room > 128)
-		room = 128; /* leave space for duplicates */
-	got = f->inner->rx(q, tmp, room);
+		room = 128;
+	got = room > 0 ? inner_rx(q, f, tmp, room) : 0;
+	if (got == 0 && f->held != NULL && n > 0 && room == 0) {
+		pkts[0] = f->held; /* n == 1: the held frame alone */
+		f->held = NULL;
+		return 1;
+	}
 	for (uint16_t i = 0; i < got; i++) {
 		struct rte_mbuf *m = tmp[i];
 
@@ -96,7 +133,8 @@ static uint16_t fault_rx(struct dp_queue *q, struct rte_mbuf **pkts,
 			continue;
 		}
 		pkts[out++] = m;
-		if (out < n && chance(f, c->rx_duplicate_ppm)) {
+		if (out + (got - 1u - i) + (f->held != NULL) < n &&
+		    chance(f, c->rx_duplicate_ppm)) {
 			struct rte_mbuf *d = rte_pktmbuf_copy(m, m->pool, 0,
 							      UINT32_MAX);
 			if (d != NULL) {
@@ -145,7 +183,7 @@ static uint16_t fault_tx(struct dp_queue *q, struct rte_mbuf **pkts,
 			}
 		}
 	}
-	sent = f->inner->tx(q, keep, nk);
+	sent = inner_tx(q, f, keep, nk);
 	if (sent < nk)
 		rte_pktmbuf_free_bulk(&keep[sent], nk - sent);
 	return n; /* the caller's frames are all accounted for */
@@ -160,6 +198,7 @@ void dp_fault_wrap(struct dp_queue *q, struct dp_fault *f,
 		   const struct dp_fault_conf *conf, unsigned worker)
 {
 	f->inner = q->ops;
+	f->inner_priv = q->priv;
 	f->conf = conf;
 	f->rng = (conf->seed ? conf->seed : 0x9E3779B97F4A7C15ULL) +
 		 0x1000193ULL * (worker + 1);

@@ -27,6 +27,7 @@ struct dp_fault_stats {
 
 struct dp_fault {
 	const struct dp_queue_ops *inner;
+	void *inner_priv;           /* q->priv the inner ops expect */
 	const struct dp_fault_conf *conf;
 	uint64_t rng;
 	struct rte_mbuf *held;      /* one frame held back to reorder */

@@ -52,8 +52,13 @@ void tcp_enter_timewait(struct tcp_conn *c)
 	struct stack *s = c->s;
 
 	if (s->tcp->timewait >= s->conf.tcp_max_timewait) {
-		/* like Linux's "time wait bucket table overflow": close now */
+		/* like Linux's "time wait bucket table overflow": close now,
+		 * but first ACK the peer's FIN as TIME-WAIT would have (RFC
+		 * 9293 3.10.7.4: "acknowledge it"), or it retransmits the FIN
+		 * into a RST instead of closing cleanly */
 		s->cnt.tcp_timewait_overflow++;
+		if (c->flags & TF_ACKNOW)
+			tcp_send_ack_now(c);
 		tcp_conn_drop(c, TCP_CLOSE_DONE);
 		return;
 	}

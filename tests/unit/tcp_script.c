@@ -392,7 +392,7 @@ static const char *parse_opts(const char *p, struct sseg *g, bool inbound)
 				fail("TS wants 'val N ecr N'");
 			o->v1 = num(v1, "TS val");
 			o->v2 = num(v2, "TS ecr");
-		} else if (strcmp(w, "sack") == 0 && !inbound) {
+		} else if (strcmp(w, "sack") == 0) {
 			o->kind = 5;
 			for (;;) {
 				char *colon;
@@ -547,6 +547,20 @@ static void inject(struct sseg *g)
 			optlen += 3;
 			break;
 		case 4: s[0] = 4; s[1] = 2; optlen += 2; break;
+		case 5:
+			/* inbound SACK blocks are in our sequence space,
+			 * relative to our ISN like 'ack' */
+			s[0] = 5;
+			s[1] = (uint8_t)(2 + 8 * op->nblk);
+			for (int k = 0; k < op->nblk; k++) {
+				uint32_t base = T.have_iss ? T.iss : 0;
+				ut_put32(s + 2 + 8 * k, rte_cpu_to_be_32(
+					(uint32_t)op->blk[k][0] + base));
+				ut_put32(s + 6 + 8 * k, rte_cpu_to_be_32(
+					(uint32_t)op->blk[k][1] + base));
+			}
+			optlen += s[1];
+			break;
 		case 8: {
 			uint32_t ecr = op->v2 == TS_ANY ? T.last_tsval :
 							  (uint32_t)op->v2;
@@ -911,6 +925,54 @@ static void cmd_send(const char *p)
 		     (unsigned long long)n);
 }
 
+/* icmp TYPE CODE SEQ [mtu N]: the gateway reports trouble with a segment
+ * we sent on the current ports, quoting its IP header and the first 8
+ * bytes of TCP (RFC 792); SEQ is relative to our ISN. */
+static void cmd_icmp(const char *p)
+{
+	uint8_t icmp[8 + 20 + 8], f[UT_FRAME_MAX];
+	uint8_t *in = icmp + 8, *th = icmp + 28;
+	struct ut_ip_spec sp;
+	char w[64];
+	uint64_t type, code, seq, mtu = 0;
+	size_t len;
+
+	p = word(p, w, sizeof(w));
+	type = num(w, "icmp type");
+	p = word(p, w, sizeof(w));
+	code = num(w, "icmp code");
+	p = word(p, w, sizeof(w));
+	seq = num(w, "icmp seq");
+	p = word(p, w, sizeof(w));
+	if (strcmp(w, "mtu") == 0) {
+		p = word(p, w, sizeof(w));
+		mtu = num(w, "mtu");
+	} else if (w[0] != '\0') {
+		fail("icmp: unexpected '%s'", w);
+	}
+	memset(icmp, 0, sizeof(icmp));
+	icmp[0] = (uint8_t)type;
+	icmp[1] = (uint8_t)code;
+	ut_put16(icmp + 6, (uint16_t)mtu);
+	/* the quoted datagram: us -> peer, TCP, DF */
+	in[0] = 0x45;
+	ut_put16(in + 2, 40);
+	ut_put16(in + 6, 0x4000);
+	in[8] = 64;
+	in[9] = IPPROTO_TCP;
+	ut_put32(in + 12, UT_OUR_IP);
+	ut_put32(in + 16, UT_PEER_IP);
+	ut_put16(in + 10, ut_cksum(in, 20));
+	ut_put16(th, T.lport);
+	ut_put16(th + 2, T.rport);
+	ut_put32(th + 4, rte_cpu_to_be_32((uint32_t)seq +
+					  (T.have_iss ? T.iss : 0)));
+	ut_put16(icmp + 2, ut_cksum(icmp, sizeof(icmp)));
+	ut_ip_spec_default(&sp);
+	len = ut_build_ipv4(f, &sp, icmp, sizeof(icmp));
+	ut_input(f, len);
+}
+
 static void start_stack(void)
 {
 	if (T.started)
@@ -1004,6 +1066,12 @@ static void command(const char *cmd, const char *p)
 		T.rport = (uint16_t)num(w, "rport");
 	} else if (strcmp(cmd, "send") == 0) {
 		cmd_send(p);
+	} else if (strcmp(cmd, "forget_isn") == 0) {
+		/* the next SYN or SYN-ACK we send starts a new connection */
+		T.have_iss = false;
+		T.have_tsbase = false;
+	} else if (strcmp(cmd, "icmp") == 0) {
+		cmd_icmp(p);
 	} else if (strcmp(cmd, "shutdown") == 0) {
 		int rc = tcp_shutdown(need_conn());
 		if (rc != 0)
@@ -1046,7 +1114,8 @@ static void conf_line(const char *p)
 	C(tcp_retries) C(tcp_syn_retries) C(tcp_rcvbuf) C(tcp_sndbuf)
 	C(tcp_msl_ms) C(tcp_delack_ms) C(tcp_rto_min_ms) C(tcp_rto_max_ms)
 	C(tcp_rto_init_ms) C(tcp_fin_timeout_ms) C(tcp_syn_backlog)
-	C(tcp_max_conns)
+	C(tcp_max_conns) C(tcp_keepalive_idle_ms) C(tcp_keepalive_intvl_ms)
+	C(tcp_keepalive_probes) C(tcp_max_timewait) C(tcp_challenge_ack_limit)
 #undef C
 	if (strcmp(k, "tcp_timestamps") == 0)
 		T.conf.tcp_timestamps = val != 0;
@@ -1054,6 +1123,8 @@ static void conf_line(const char *p)
 		T.conf.tcp_sack = val != 0;
 	else if (strcmp(k, "tcp_wscale") == 0)
 		T.conf.tcp_wscale = val != 0;
+	else if (strcmp(k, "tcp_keepalive") == 0)
+		T.conf.tcp_keepalive = val != 0;
 	else
 		fail("unknown conf key '%s'", k);
 }

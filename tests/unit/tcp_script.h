@@ -11,7 +11,11 @@
  *                           tcp_sndbuf, tcp_msl_ms, tcp_delack_ms,
  *                           tcp_rto_min_ms, tcp_rto_max_ms, tcp_rto_init_ms,
  *                           tcp_fin_timeout_ms, tcp_syn_backlog,
- *                           tcp_timestamps, tcp_sack, tcp_wscale (0/1)
+ *                           tcp_max_conns, tcp_keepalive_idle_ms,
+ *                           tcp_keepalive_intvl_ms, tcp_keepalive_probes,
+ *                           tcp_max_timewait, tcp_challenge_ack_limit,
+ *                           tcp_timestamps, tcp_sack, tcp_wscale,
+ *                           tcp_keepalive (0/1)
  *   TIME EVENT              TIME: seconds, absolute ("0.2") or relative to
  *                           the previous line ("+0.04"); script time 0 is
  *                           UT_T0. Time advances 1 ms per stack_tick (each
@@ -34,9 +38,9 @@
  *       must follow a 1 ms clock from the first one we sent.
  *   > none                  nothing is sent up to this line's time
  *   OPTS: comma list of mss N, sackOK, TS val N ecr N, nop, eol, wscale N,
- *         sack A:B [A:B..] (outbound; peer sequence numbers), raw HEX..
- *         (inbound only: bytes as they are). Inbound "ecr *" echoes the
- *         last TSval we sent.
+ *         sack A:B [A:B..] (outbound: peer sequence numbers; inbound: ours,
+ *         relative to our ISN like 'ack'), raw HEX.. (inbound only: bytes
+ *         as they are). Inbound "ecr *" echoes the last TSval we sent.
  *
  * Application commands (the test app, on the current connection):
  *   listen PORT APP [backlog N] [max N] [cc newreno|cubic]
@@ -44,6 +48,11 @@
  *   unlisten
  *   connect IP PORT [APP]   active open (APP default sink)
  *   port LPORT | rport RPORT   our/peer port for injected segments
+ *   forget_isn              the next SYN(-ACK) we send sets a new ISN and
+ *                           TSval clock (a new connection on old ports)
+ *   icmp TYPE CODE SEQ [mtu N]  the gateway sends an ICMP error quoting a
+ *                           segment of ours on the current ports with
+ *                           sequence SEQ (relative to our ISN)
  *   send N [-> M]           tcp_send N bytes, optionally check the result
  *   shutdown | close | abort | pause | resume
  *   expect closed none|RESET|TIMEOUT|REFUSED|UNREACHABLE|SHUTDOWN|DONE

@@ -718,3 +718,456 @@ TCP_SCRIPT(duplicate_data_acked_at_once,
 	"+0.01 < P. 1001:1101(100) ack 1 win 512 <nop,nop,TS val 220 ecr *>\n"
 	"+0    > . 1:1(0) ack 1101 ...\n"
 	"+0    expect rcvd 100\n")
+
+/* ------------------------------------------------------------------ */
+/* SYN cookies (RFC 4987 3.6)                                          */
+
+/* With no room in the SYN queue every SYN is answered statelessly: the
+ * SYN-ACK carries only MSS, and the final ACK with the cookie creates
+ * the connection, which then runs without any other option. */
+TCP_SCRIPT(syncookie_completes_handshake,
+	"conf tcp_syn_backlog 0\n"
+	"0     listen 5000 echo\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>\n"
+	"0     > S. 0:0(0) ack 1001 win * <mss 1460>\n"
+	"+0    expect conns 0\n"
+	"+0    expect ctr tcp.syncookies_sent 1\n"
+	"+0.1  < . 1001:1001(0) ack 1 win 8192\n"
+	"+0    expect conns 1\n"
+	"+0    expect state ESTABLISHED\n"
+	"+0    expect ctr tcp.syncookies_ok 1\n"
+	"+0    expect ctr tcp.accepted 1\n"
+	"+0.01 < P. 1001:1011(10) ack 1 win 8192\n"
+	"+0    > P. 1:11(10) ack 1011 win * <>\n"
+	"+0.01 send 2000\n"
+	"+0    > . 11:1471(1460) ack 1011 win * <>\n"
+	"+0    > P. 1471:2011(540) ack 1011 win * <>\n")
+
+/* The cookie encodes the largest table MSS not above the peer's. */
+TCP_SCRIPT(syncookie_encodes_mss,
+	"conf tcp_syn_backlog 0\n"
+	"0     listen 5000 sink\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1350>\n"
+	"0     > S. 0:0(0) ack 1001 win * <mss 1300>\n"
+	"+0.1  < . 1001:1001(0) ack 1 win 65535\n"
+	"+0    expect state ESTABLISHED\n"
+	"+0.01 send 1400\n"
+	"+0    > . 1:1301(1300) ack 1001 win * <>\n"
+	"+0    > P. 1301:1401(100) ack 1001 win * <>\n")
+
+/* No MSS option: RFC 9293 3.7.1's default, 536. */
+TCP_SCRIPT(syncookie_no_mss_option_536,
+	"conf tcp_syn_backlog 0\n"
+	"0     listen 5000 sink\n"
+	"0     < S 1000:1000(0) win 65535\n"
+	"0     > S. 0:0(0) ack 1001 win * <mss 536>\n")
+
+/* A full SYN queue: the first SYN is kept, the second gets a cookie, and
+ * both complete. */
+TCP_SCRIPT(syncookie_when_backlog_full,
+	"0     listen 5000 sink backlog 1\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460>\n"
+	"+0    expect ctr tcp.syncookies_sent 0\n"
+	"+0.01 rport 40001\n"
+	"+0    forget_isn\n"
+	"+0    < S 5000:5000(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>\n"
+	"+0    > S. 0:0(0) ack 5001 win * <mss 1460>\n"
+	"+0    expect ctr tcp.syncookies_sent 1\n"
+	"+0    expect ctr tcp.syn_backlog_full 1\n"
+	"+0    expect conns 1\n"
+	"+0.01 < . 5001:5001(0) ack 1 win 65535\n"
+	"+0    expect conns 2\n"
+	"+0    expect ctr tcp.syncookies_ok 1\n"
+	"+0    expect state ESTABLISHED\n")
+
+/* A forged cookie is refused with <SEQ=SEG.ACK><RST> and counted. */
+TCP_SCRIPT(syncookie_forged_ack_reset,
+	"conf tcp_syn_backlog 0\n"
+	"0     listen 5000 sink\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win * <mss 1460>\n"
+	"+0.1  < . 1001:1001(0) ack 2 win 65535\n"
+	"+0    > R 2:2(0) win 0 <>\n"
+	"+0    < . 1002:1002(0) ack 1 win 65535\n"   /* wrong client ISN */
+	"+0    > R 1:1(0) win 0 <>\n"
+	"+0    expect conns 0\n"
+	"+0    expect ctr tcp.syncookies_failed 2\n"
+	"+0    expect ctr tcp.syncookies_ok 0\n")
+
+/* A cookie is good for its 64 s period and the next; older: refused. */
+TCP_SCRIPT(syncookie_expires,
+	"conf tcp_syn_backlog 0\n"
+	"0     listen 5000 sink\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win * <mss 1460>\n"
+	"130   < . 1001:1001(0) ack 1 win 65535\n"
+	"130   > R 1:1(0) win 0 <>\n"
+	"130   expect conns 0\n"
+	"130   expect ctr tcp.syncookies_failed 1\n")
+
+TCP_SCRIPT(syncookie_valid_in_next_period,
+	"conf tcp_syn_backlog 0\n"
+	"0     listen 5000 sink\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win * <mss 1460>\n"
+	"60    < . 1001:1001(0) ack 1 win 65535\n"
+	"60    expect conns 1\n"
+	"60    expect ctr tcp.syncookies_ok 1\n")
+
+/* ------------------------------------------------------------------ */
+/* SACK (RFC 2018, RFC 6675)                                           */
+
+/* Receiver: blocks for what is held out of order, the run holding the
+ * latest arrival first. */
+TCP_SCRIPT(sack_blocks_latest_first,
+	HS_PASSIVE("sink")
+	"+0.01 < P. 1101:1201(100) ack 1 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,TS val * ecr 200,nop,nop,sack 1101:1201>\n"
+	"+0    < P. 1301:1401(100) ack 1 win 512 <nop,nop,TS val 211 ecr *>\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,TS val * ecr 200,nop,nop,sack 1301:1401 1101:1201>\n"
+	"+0    < P. 1501:1601(100) ack 1 win 512 <nop,nop,TS val 212 ecr *>\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,TS val * ecr 200,nop,nop,sack 1501:1601 1101:1201 1301:1401>\n"
+	/* the earliest run grows: it goes first, the rest in order */
+	"+0    < P. 1201:1251(50) ack 1 win 512 <nop,nop,TS val 213 ecr *>\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,TS val * ecr 200,nop,nop,sack 1101:1251 1301:1401 1501:1601>\n"
+	/* four runs, three blocks with timestamps */
+	"+0    < P. 1701:1801(100) ack 1 win 512 <nop,nop,TS val 214 ecr *>\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,TS val * ecr 200,nop,nop,sack 1701:1801 1101:1251 1301:1401>\n"
+	/* the hole filled: the first run is delivered; an ACK that advances
+	 * has no "triggering" block (RFC 2018 4), the latest run leads */
+	"+0    < P. 1001:1101(100) ack 1 win 512 <nop,nop,TS val 215 ecr *>\n"
+	"+0    > . 1:1(0) ack 1251 win * <nop,nop,TS val * ecr 215,nop,nop,sack 1701:1801 1301:1401 1501:1601>\n")
+
+/* Without timestamps there is room for four blocks. */
+TCP_SCRIPT(sack_four_blocks_without_ts,
+	"0     listen 5000 sink\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460,nop,nop,sackOK>\n"
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460,nop,nop,sackOK>\n"
+	"+0.01 < . 1001:1001(0) ack 1 win 65535\n"
+	"+0.01 < P. 1101:1201(100) ack 1 win 65535\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,sack 1101:1201>\n"
+	"+0    < P. 1301:1401(100) ack 1 win 65535\n"
+	"+0    > . 1:1(0) ack 1001 win * ...\n"
+	"+0    < P. 1501:1601(100) ack 1 win 65535\n"
+	"+0    > . 1:1(0) ack 1001 win * ...\n"
+	"+0    < P. 1701:1801(100) ack 1 win 65535\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,sack 1701:1801 1101:1201 1301:1401 1501:1601>\n"
+	"+0    < P. 1901:2001(100) ack 1 win 65535\n"
+	"+0    > . 1:1(0) ack 1001 win * <nop,nop,sack 1901:2001 1101:1201 1301:1401 1501:1601>\n")
+
+/* Sender, passive open with SACK and NewReno's halving, ten segments out:
+ * seg k is [1448(k-1)+1, 1448k+1). */
+#define SACK_FLIGHT                                                           \
+	"0     listen 5000 sink cc newreno\n"                                  \
+	"0     < S 1000:1000(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>\n" \
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460,sackOK,TS val * ecr 100,nop,wscale 3>\n" \
+	"+0.1  < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 200 ecr *>\n"   \
+	"+0.1  send 14480\n"                                                   \
+	"+0    > . 1:1449(1448) ...\n"                                         \
+	"+0    > . 1449:2897(1448) ...\n"                                      \
+	"+0    > . 2897:4345(1448) ...\n"                                      \
+	"+0    > . 4345:5793(1448) ...\n"                                      \
+	"+0    > . 5793:7241(1448) ...\n"                                      \
+	"+0    > . 7241:8689(1448) ...\n"                                      \
+	"+0    > . 8689:10137(1448) ...\n"                                     \
+	"+0    > . 10137:11585(1448) ...\n"                                    \
+	"+0    > . 11585:13033(1448) ...\n"                                    \
+	"+0    > P. 13033:14481(1448) ...\n"                                   \
+	"+0    > none\n"
+
+/* Three segments SACKed above a hole start recovery on the first ACK
+ * that says so; the hole goes at once. */
+TCP_SCRIPT(sack_recovery_on_sacked_segments,
+	SACK_FLIGHT
+	"+0.05 < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 300 ecr *,nop,nop,sack 1449:5793>\n"
+	"+0    > . 1:1449(1448) ack 1001 ...\n"
+	"+0    > none\n"
+	"+0    expect ctr tcp.fast_retransmits 1\n"
+	"+0    expect ctr tcp.dup_acks 1\n"
+	"+0.05 < . 1001:1001(0) ack 14481 win 512 <nop,nop,TS val 310 ecr *>\n"
+	"+0    expect sendq 0\n"
+	"+0    expect ctr tcp.retransmits 1\n"
+	"+2    > none\n")
+
+/* Two holes: the first at the third duplicate ACK, the second once the
+ * pipe has drained below cwnd (7240, half the flight). */
+TCP_SCRIPT(sack_two_holes_pipe_limited,
+	SACK_FLIGHT
+	"+0.05 < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 300 ecr *,nop,nop,sack 1449:2897>\n"
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 300 ecr *,nop,nop,sack 1449:2897 4345:5793>\n"
+	"+0    > none\n"
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 300 ecr *,nop,nop,sack 1449:2897 4345:7241>\n"
+	"+0    > . 1:1449(1448) ack 1001 ...\n"
+	"+0    > none\n"
+	/* pipe 14480 - 5792 - 2896 + 1448 = 7240: no room */
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 301 ecr *,nop,nop,sack 1449:2897 4345:8689>\n"
+	"+0    > none\n"
+	/* pipe 5792: the second hole */
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 301 ecr *,nop,nop,sack 1449:2897 4345:10137>\n"
+	"+0    > . 2897:4345(1448) ack 1001 ...\n"
+	"+0    > none\n"
+	"+0    expect ctr tcp.fast_retransmits 1\n"
+	"+0.05 < . 1001:1001(0) ack 14481 win 512 <nop,nop,TS val 320 ecr *>\n"
+	"+0    expect sendq 0\n"
+	"+0    expect ctr tcp.retransmits 2\n")
+
+/* RFC 6675 5.1: after a timeout what the peer SACKed is not resent. */
+TCP_SCRIPT(sack_rto_keeps_scoreboard,
+	SACK_FLIGHT
+	"+0.05 < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 300 ecr *,nop,nop,sack 4345:5793>\n"
+	"+0    > none\n"
+	"+0.95 > . 1:1449(1448) ack 1001 ...\n"
+	"+0    > none\n"
+	"+0    expect ctr tcp.rto_timeouts 1\n"
+	"+0.05 < . 1001:1001(0) ack 1449 win 512 <nop,nop,TS val 310 ecr *,nop,nop,sack 4345:5793>\n"
+	"+0    > . 1449:2897(1448) ack 1001 ...\n"
+	"+0    > . 2897:4345(1448) ack 1001 ...\n"
+	"+0    > none\n"
+	"+0.05 < . 1001:1001(0) ack 5793 win 512 <nop,nop,TS val 320 ecr *>\n"
+	"+0    > . 5793:7241(1448) ack 1001 ...\n"
+	"+0    > . 7241:8689(1448) ack 1001 ...\n"
+	"+0    > . 8689:10137(1448) ack 1001 ...\n"
+	"+0    > none\n")
+
+/* ------------------------------------------------------------------ */
+/* PAWS and disordered duplicate ACKs                                  */
+
+/* Duplicate ACKs overtaken by a later one (older TSval, same ACK and
+ * window, no data) are no replay: all three count, fast retransmit. */
+TCP_SCRIPT(paws_disordered_dup_ack_counts,
+	HS_PASSIVE("sink")
+	"+0.1  send 4344\n"
+	"+0    > . 1:1449(1448) ...\n"
+	"+0    > . 1449:2897(1448) ...\n"
+	"+0    > P. 2897:4345(1448) ...\n"
+	"+0.05 < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 302 ecr *>\n"
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 301 ecr *>\n"
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 303 ecr *>\n"
+	"+0    > . 1:1449(1448) ack 1001 ...\n"
+	"+0    expect ctr tcp.paws_dropped 0\n"
+	"+0    expect ctr tcp.dup_acks 3\n"
+	"+0    expect ctr tcp.fast_retransmits 1\n")
+
+/* ...but one far older than an RTO, or one that moves the window, is
+ * still an old duplicate. */
+TCP_SCRIPT(paws_old_ack_still_dropped,
+	HS_PASSIVE("sink")
+	"+0.1  send 1448\n"
+	"+0    > P. 1:1449(1448) ...\n"
+	"+0.05 < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 5000 ecr *>\n"
+	"+0    < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 3000 ecr *>\n"
+	"+0    < . 1001:1001(0) ack 1 win 500 <nop,nop,TS val 4999 ecr *>\n"
+	"+0    > none\n"
+	"+0    expect ctr tcp.paws_dropped 2\n"
+	"+0    expect ctr tcp.dup_acks 1\n")
+
+/* ------------------------------------------------------------------ */
+/* Keepalive (RFC 1122 4.2.3.6)                                         */
+
+/* Idle for idle_ms: a probe <SEQ=SND.UNA-1> every intvl_ms; after the
+ * last unanswered one the connection is dropped with TIMEOUT. */
+TCP_SCRIPT(keepalive_probes_then_timeout,
+	"conf tcp_keepalive 1\n"
+	"conf tcp_keepalive_idle_ms 10000\n"
+	"conf tcp_keepalive_intvl_ms 1000\n"
+	"conf tcp_keepalive_probes 3\n"
+	HS_PASSIVE("sink")
+	"+9.999 > none\n"
+	"+0.001 > . 0:0(0) ack 1001 win 32768 <nop,nop,TS val * ecr 200>\n"
+	"+0.999 > none\n"
+	"+0.001 > . 0:0(0) ack 1001 ...\n"
+	"+1    > . 0:0(0) ack 1001 ...\n"
+	"+0    expect ctr tcp.keepalive_probes 3\n"
+	"+0.999 expect closed none\n"
+	"+0.001 > none\n"
+	"+0    expect closed TIMEOUT\n"
+	"+0    expect conns 0\n"
+	"+0    expect ctr tcp.drop_timeout 1\n")
+
+/* An answer to a probe makes the connection fresh again. */
+TCP_SCRIPT(keepalive_answered_restarts_idle,
+	"conf tcp_keepalive 1\n"
+	"conf tcp_keepalive_idle_ms 10000\n"
+	"conf tcp_keepalive_intvl_ms 1000\n"
+	"conf tcp_keepalive_probes 2\n"
+	HS_PASSIVE("sink")
+	"+10   > . 0:0(0) ack 1001 win 32768 <nop,nop,TS val * ecr 200>\n"
+	"+0.5  < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 300 ecr *>\n"
+	"+9.999 > none\n"
+	"+0.001 > . 0:0(0) ack 1001 win 32768 <nop,nop,TS val * ecr 300>\n"
+	"+0    expect state ESTABLISHED\n"
+	"+0    expect ctr tcp.keepalive_probes 2\n")
+
+/* Traffic postpones the first probe; without keepalive nothing is sent. */
+TCP_SCRIPT(keepalive_data_postpones_probe,
+	"conf tcp_keepalive 1\n"
+	"conf tcp_keepalive_idle_ms 10000\n"
+	"conf tcp_keepalive_intvl_ms 1000\n"
+	HS_PASSIVE("sink")
+	"+5    < P. 1001:1011(10) ack 1 win 512 <nop,nop,TS val 300 ecr *>\n"
+	"+0.04 > . 1:1(0) ack 1011 ...\n"
+	"+9.959 > none\n"
+	"+0.001 > . 0:0(0) ack 1011 ...\n")
+
+TCP_SCRIPT(keepalive_off_by_default,
+	"conf tcp_keepalive_idle_ms 1000\n"
+	HS_PASSIVE("sink")
+	"+30   > none\n"
+	"+0    expect ctr tcp.keepalive_probes 0\n")
+
+/* ------------------------------------------------------------------ */
+/* TIME-WAIT limits and reuse                                          */
+
+/* No TIME-WAIT slot left: the connection is closed at once and counted. */
+TCP_SCRIPT(timewait_overflow_closes_at_once,
+	"conf tcp_max_timewait 0\n"
+	HS_PASSIVE("echo")
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1001 ...\n"
+	"+0.01 < F. 1001:1001(0) ack 2 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    > . 2:2(0) ack 1002 win 32768 <nop,nop,TS val * ecr 210>\n"
+	"+0    expect conns 0\n"
+	"+0    expect ctr tcp.timewait_overflow 1\n"
+	"+0    expect ctr tcp.closed 1\n")
+
+TCP_SCRIPT(timewait_within_limit,
+	"conf tcp_max_timewait 1\n"
+	"conf tcp_msl_ms 1000\n"
+	HS_PASSIVE("echo")
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1001 ...\n"
+	"+0.01 < F. 1001:1001(0) ack 2 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    > . 2:2(0) ack 1002 ...\n"
+	"+0    expect conns 1\n"
+	"+0    expect ctr tcp.timewait_overflow 0\n"
+	"+2    expect conns 0\n")
+
+/* RFC 6191: a SYN with a newer TSval ends TIME-WAIT and the listener
+ * answers it as a new connection. */
+TCP_SCRIPT(timewait_reused_by_newer_syn,
+	HS_PASSIVE("echo")
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1001 ...\n"
+	"+0.01 < F. 1001:1001(0) ack 2 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    > . 2:2(0) ack 1002 ...\n"
+	"+1    forget_isn\n"
+	"+0    < S 90000:90000(0) win 65535 <mss 1460,sackOK,TS val 1300 ecr 0,nop,wscale 7>\n"
+	"+0    > S. 0:0(0) ack 90001 win 65535 <mss 1460,sackOK,TS val * ecr 1300,nop,wscale 3>\n"
+	"+0    expect ctr tcp.timewait_reused 1\n"
+	"+0    expect conns 1\n"
+	"+0.01 < . 90001:90001(0) ack 1 win 512 <nop,nop,TS val 1310 ecr *>\n"
+	"+0    expect state ESTABLISHED\n"
+	"+0    expect ctr tcp.accepted 2\n")
+
+/* ...an older TSval is an old duplicate: PAWS, ACK, TIME-WAIT goes on. */
+TCP_SCRIPT(timewait_old_syn_not_reused,
+	HS_PASSIVE("echo")
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1001 ...\n"
+	"+0.01 < F. 1001:1001(0) ack 2 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    > . 2:2(0) ack 1002 ...\n"
+	"+1    < S 90000:90000(0) win 65535 <mss 1460,sackOK,TS val 150 ecr 0,nop,wscale 7>\n"
+	"+0    > . 2:2(0) ack 1002 ...\n"
+	"+0    expect ctr tcp.timewait_reused 0\n"
+	"+0    expect ctr tcp.paws_dropped 1\n"
+	"+0    expect conns 1\n")
+
+/* ------------------------------------------------------------------ */
+/* Challenge ACK limit (RFC 5961 7)                                    */
+
+TCP_SCRIPT(challenge_ack_rate_limited,
+	"conf tcp_challenge_ack_limit 2\n"
+	HS_PASSIVE("sink")
+	"+0.01 < R. 1500:1500(0) ack 1 win 0\n"
+	"+0    > . 1:1(0) ack 1001 ...\n"
+	"+0    < R. 1600:1600(0) ack 1 win 0\n"
+	"+0    > . 1:1(0) ack 1001 ...\n"
+	"+0    < R. 1700:1700(0) ack 1 win 0\n"
+	"+0    < S 1001:1001(0) win 65535 <mss 1460>\n"
+	"+0    > none\n"
+	"+0    expect ctr tcp.challenge_acks 2\n"
+	"+0    expect ctr tcp.challenge_acks_limited 2\n"
+	"+0    expect state ESTABLISHED\n"
+	"+1    < R. 1800:1800(0) ack 1 win 0\n"
+	"+0    > . 1:1(0) ack 1001 ...\n"
+	"+0    expect ctr tcp.challenge_acks 3\n")
+
+/* ------------------------------------------------------------------ */
+/* ICMP errors about our segments (RFC 5927, RFC 1191)                 */
+
+TCP_SCRIPT(icmp_port_unreachable_fails_connect,
+	"0     connect 198.18.0.1 25\n"
+	"0     > S 0:0(0) win 65535 ...\n"
+	"+0.01 icmp 3 3 0\n"
+	"+0    expect closed UNREACHABLE\n"
+	"+0    expect conns 0\n"
+	"+0    expect ctr tcp.connect_failed 1\n"
+	"+0    expect ctr tcp.icmp_errors 1\n"
+	"+3    > none\n")
+
+TCP_SCRIPT(icmp_host_unreachable_fails_connect,
+	"0     connect 198.18.0.1 25\n"
+	"0     > S 0:0(0) win 65535 ...\n"
+	"+0.01 icmp 3 1 0\n"
+	"+0    expect closed UNREACHABLE\n"
+	"+0    expect conns 0\n")
+
+/* A quoted sequence number we have not sent (or that is acked) is
+ * blind: ignored. */
+TCP_SCRIPT(icmp_bad_seq_ignored,
+	"0     connect 198.18.0.1 25\n"
+	"0     > S 0:0(0) win 65535 ...\n"
+	"+0.01 icmp 3 3 1\n"
+	"+0    icmp 3 3 4294967295\n"
+	"+0    icmp 3 3 100000\n"
+	"+0    expect closed none\n"
+	"+0    expect state SYN-SENT\n"
+	"+0    expect ctr tcp.icmp_ignored 3\n"
+	"+0    expect ctr tcp.icmp_errors 0\n"
+	"+0.99 > S 0:0(0) win 65535 ...\n")
+
+/* Established: unreachable is a soft error. */
+TCP_SCRIPT(icmp_unreachable_soft_when_established,
+	HS_PASSIVE("sink")
+	"+0.01 send 100\n"
+	"+0    > P. 1:101(100) ...\n"
+	"+0    icmp 3 3 1\n"
+	"+0    expect state ESTABLISHED\n"
+	"+0    expect closed none\n"
+	"+0    expect ctr tcp.icmp_errors 1\n"
+	"+0    icmp 3 3 101\n"   /* snd_max: not outstanding */
+	"+0    expect ctr tcp.icmp_ignored 1\n")
+
+/* Fragmentation needed: the MSS drops to the next-hop MTU (less IP, TCP
+ * and timestamps) and what is outstanding goes again in smaller pieces. */
+TCP_SCRIPT(icmp_frag_needed_lowers_mss,
+	HS_PASSIVE("sink")
+	"+0.01 send 2896\n"
+	"+0    > . 1:1449(1448) ...\n"
+	"+0    > P. 1449:2897(1448) ...\n"
+	"+0.01 icmp 3 4 1 mtu 1000\n"
+	"+0    > . 1:949(948) ack 1001 ...\n"
+	"+0    > . 949:1897(948) ack 1001 ...\n"
+	"+0    > . 1897:2845(948) ack 1001 ...\n"
+	"+0    > P. 2845:2897(52) ack 1001 ...\n"
+	"+0    expect ctr tcp.pmtu_updates 1\n"
+	/* not lower than before, or not below us: nothing */
+	"+0    icmp 3 4 1 mtu 1200\n"
+	"+0    icmp 3 4 1 mtu 1500\n"
+	"+0    > none\n"
+	"+0    expect ctr tcp.pmtu_updates 1\n"
+	"+0.05 < . 1001:1001(0) ack 2897 win 512 <nop,nop,TS val 300 ecr *>\n"
+	"+0    send 1000\n"
+	"+0    > . 2897:3845(948) ack 1001 ...\n"
+	"+0    > P. 3845:3897(52) ack 1001 ...\n")
+
+/* A tiny next-hop MTU is clamped to the 536-byte floor. */
+TCP_SCRIPT(icmp_frag_needed_floor,
+	HS_PASSIVE("sink")
+	"+0.01 send 1000\n"
+	"+0    > P. 1:1001(1000) ...\n"
+	"+0.01 icmp 3 4 1 mtu 300\n"
+	"+0    > . 1:537(536) ack 1001 ...\n"
+	"+0    > P. 537:1001(464) ack 1001 ...\n"
+	"+0    expect ctr tcp.pmtu_updates 1\n")
