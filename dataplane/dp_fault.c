@@ -107,8 +107,11 @@ static uint16_t fault_rx(struct dp_queue *q, struct rte_mbuf **pkts,
 	if (room > 128)
 		room = 128;
 	got = room > 0 ? inner_rx(q, f, tmp, room) : 0;
-	if (got == 0 && f->held != NULL && n > 0 && room == 0) {
-		pkts[0] = f->held; /* n == 1: the held frame alone */
+	/* n == 1 with a frame held, or a quiet link: let the held frame go
+	 * (after a while, so that it is still overtaken when traffic flows) */
+	if (got == 0 && f->held != NULL && n > 0 &&
+	    (room == 0 || ++f->held_polls >= 64)) {
+		pkts[0] = f->held;
 		f->held = NULL;
 		return 1;
 	}
@@ -130,6 +133,7 @@ static uint16_t fault_rx(struct dp_queue *q, struct rte_mbuf **pkts,
 		if (f->held == NULL && chance(f, c->rx_reorder_ppm)) {
 			f->stats.rx_reordered++;
 			f->held = m; /* delivered after a later frame */
+			f->held_polls = 0;
 			continue;
 		}
 		pkts[out++] = m;

@@ -31,6 +31,7 @@ struct dp_fault {
 	const struct dp_fault_conf *conf;
 	uint64_t rng;
 	struct rte_mbuf *held;      /* one frame held back to reorder */
+	uint32_t held_polls;        /* empty polls since it was held */
 	struct dp_fault_stats stats;
 };
 

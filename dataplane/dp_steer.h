@@ -6,9 +6,9 @@
  * Ownership: owner = (H(remote ip, remote port, local ip) + local port)
  * mod workers, with H a CRC32 seeded at start (the same seed on every
  * worker). Adding the local port last is what lets an active open pick a
- * local port whose replies come back to the worker that opened it:
- * dp_steer_pick_port() steps through the ephemeral range by the worker
- * count. Frames without ports (ICMP, fragments, anything malformed) stay
+ * local port whose replies come back to the worker that opened it
+ * (tcp_connect and udp_bind keep only the ephemeral ports this function
+ * maps to their own worker). Frames without ports (ICMP, fragments, anything malformed) stay
  * on the worker that received them; ARP frames are handled there and a
  * copy, flagged with dp_steer_copy_flag, goes to every other worker so
  * that all learn the neighbour.

@@ -414,8 +414,12 @@ static struct tcp_conn *listen_input(struct stack *s,
 
 	if (g->flags & RTE_TCP_RST_FLAG)
 		return NULL;
+	/* a stray ACK is checked as a cookie only while cookies may be about
+	 * (valid for two 64 s periods; checked, and counted when stale, for
+	 * four), not for every late segment of a closed connection */
 	if (l != NULL && (g->flags & RTE_TCP_ACK_FLAG) &&
-	    !(g->flags & RTE_TCP_SYN_FLAG)) {
+	    !(g->flags & RTE_TCP_SYN_FLAG) && s->tcp->last_cookie_ms != 0 &&
+	    s->now_ms - s->tcp->last_cookie_ms <= 4 * 64000) {
 		c = cookie_conn(s, l, ip, g);
 		if (c != NULL)
 			return c;
@@ -443,6 +447,7 @@ static struct tcp_conn *listen_input(struct stack *s,
 				g->o.mss_ok ? g->o.mss : 536, &mss);
 		s->cnt.tcp_syn_backlog_full++;
 		s->cnt.tcp_syncookies_sent++;
+		s->tcp->last_cookie_ms = s->now_ms ? s->now_ms : 1;
 		tcp_send_cookie_synack(s, ip, g->th, iss, mss);
 		return NULL;
 	}

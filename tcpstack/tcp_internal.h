@@ -163,6 +163,7 @@ struct tcp_stack {
 	uint16_t eph_next;
 	bool in_event;
 	uint32_t timewait;        /* connections in TIME-WAIT */
+	uint64_t last_cookie_ms;  /* when the last SYN cookie went out */
 	struct ratelimit challenge_rl; /* RFC 5961 7 */
 };
 
