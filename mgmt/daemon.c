@@ -103,6 +103,34 @@ static void print_counters(struct stack **stacks, unsigned n,
 		"worker.steered_out", (unsigned long long)sout,
 		"worker.steered_in", (unsigned long long)sin,
 		"worker.steer_dropped", (unsigned long long)sdrop);
+	/* with several workers, how the load spread: a few per-worker lines
+	 * (w<N>.<layer>_<name>) */
+	if (n > 1) {
+		static const char *const per_worker[] = {
+			"tcp.accepted", "tcp.connects", "tcp.opened",
+			"tcp.rx_bytes", "tcp.tx_bytes", "udp.rx",
+		};
+		for (unsigned w = 0; w < n; w++) {
+			for (size_t k = 0; k < sizeof(per_worker) / sizeof(*per_worker);
+			     k++) {
+				int i = stack_counter_index(per_worker[k]);
+				char name[48], *dot;
+				/* "w0.tcp_accepted": one dot, like the others */
+				snprintf(name, sizeof(name), "w%u.%s", w,
+					 per_worker[k]);
+				dot = strchr(strchr(name, '.') + 1, '.');
+				if (dot != NULL)
+					*dot = '_';
+				len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+					"  %-30s %llu\n", name,
+					(unsigned long long)stack_counter_get(
+						&stacks[w]->cnt, (unsigned)i));
+			}
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+				"  w%u.%-27s %llu\n", w, "steered_in",
+				(unsigned long long)dp->workers[w].stats.steered_in);
+		}
+	}
 	if (dp_fault_enabled(&dp->conf.fault)) {
 		struct dp_fault_stats t = { 0 };
 		for (unsigned w = 0; w < dp->nworkers; w++) {
