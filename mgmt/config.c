@@ -91,6 +91,7 @@ static const struct key keys[] = {
 	{ "tcp", "keepalive_intvl_s", K_SEC_MS, ST(tcp_keepalive_intvl_ms), 1, 3600 },
 	{ "tcp", "keepalive_probes", K_U32, ST(tcp_keepalive_probes), 1, 100 },
 	{ "tcp", "max_timewait", K_U32, ST(tcp_max_timewait), 0, 1u << 24 },
+	{ "tcp", "sndbuf_pool_pct", K_U32, ST(tcp_sndbuf_pool_pct), 1, 90 },
 	{ "tcp", "challenge_ack_limit", K_U32, ST(tcp_challenge_ack_limit), 1, 1000000 },
 	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535 },
 	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535 },

@@ -49,6 +49,7 @@ void stack_conf_defaults(struct stack_conf *c)
 	c->tcp_keepalive_probes = 9;
 	c->tcp_max_timewait = 32768;
 	c->tcp_challenge_ack_limit = 1000;
+	c->tcp_sndbuf_pool_pct = 50;
 }
 
 int stack_init(struct stack *s, unsigned id, const struct stack_conf *conf,
@@ -97,6 +98,8 @@ void stack_set_steering(struct stack *s, unsigned nworkers, uint32_t seed)
 {
 	s->nworkers = nworkers;
 	s->steer_seed = seed;
+	if (s->tcp != NULL)
+		tcp_set_sq_budget(s, nworkers);
 }
 
 void stack_fini(struct stack *s)
@@ -153,4 +156,5 @@ void stack_tick(struct stack *s, uint64_t now_ms)
 	}
 	arp_tick(s);
 	tw_advance(&s->tw, now_ms);
+	tcp_tick(s);
 }

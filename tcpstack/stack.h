@@ -58,6 +58,8 @@ struct stack_conf {
 	uint32_t tcp_keepalive_probes;
 	uint32_t tcp_max_timewait; /* TIME-WAIT connections per worker */
 	uint32_t tcp_challenge_ack_limit; /* per second per worker */
+	uint32_t tcp_sndbuf_pool_pct; /* share of the mbuf pool send queues
+				       * may hold, split between workers */
 };
 
 void stack_conf_defaults(struct stack_conf *c);

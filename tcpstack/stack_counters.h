@@ -106,6 +106,7 @@
 	X(tcp, data_after_close)                                              \
 	X(tcp, timewait_reused)                                               \
 	X(tcp, timewait_overflow)                                             \
+	X(tcp, sndbuf_pool_full)                                              \
 	X(tcp, challenge_acks_limited)                                        \
 	X(tcp, keepalive_probes)                                              \
 	X(tcp, drop_timeout)                                                  \

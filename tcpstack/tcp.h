@@ -109,6 +109,9 @@ int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 
 ssize_t tcp_send(struct tcp_conn *c, const void *data, size_t len);
 size_t tcp_send_space(const struct tcp_conn *c);
+/* on_writable is called once at least this much is free (min(sndbuf/4,
+ * 4 KiB)): a writer never gets called back for a few bytes. */
+size_t tcp_send_lowat(const struct tcp_conn *c);
 /* Bytes queued and not yet acknowledged by the peer. */
 size_t tcp_send_queued(const struct tcp_conn *c);
 int tcp_shutdown(struct tcp_conn *c);

@@ -102,8 +102,43 @@ int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 size_t tcp_send_space(const struct tcp_conn *c)
 {
 	uint32_t buf = c->s->conf.tcp_sndbuf;
+	size_t space = c->sq_len >= buf ? 0 : buf - c->sq_len;
+	size_t pooled = c->sq_tail != NULL ? rte_pktmbuf_tailroom(c->sq_tail) : 0;
 
-	return c->sq_len >= buf ? 0 : buf - c->sq_len;
+	/* and what the worker's send mbuf budget still allows */
+	pooled += (size_t)tcp_sq_room(c) *
+		  rte_pktmbuf_data_room_size(c->s->q->pool);
+	return space < pooled ? space : pooled;
+}
+
+/* Queues c to be woken when send mbufs come back (tcp_output.c). */
+static void block_on_pool(struct tcp_conn *c)
+{
+	struct tcp_stack *t = c->s->tcp;
+
+	c->flags |= TF_WANT_WRITABLE;
+	if (c->flags & TF_BLOCKED)
+		return;
+	c->flags |= TF_BLOCKED;
+	c->bnext = t->blocked;
+	t->blocked = c;
+}
+
+/* True when the worker's send mbuf budget, not c's own buffer, is what
+ * leaves c less than the low-water mark of room. */
+static bool pool_limited(const struct tcp_conn *c)
+{
+	uint32_t buf = c->s->conf.tcp_sndbuf;
+	size_t own = c->sq_len >= buf ? 0 : buf - c->sq_len;
+
+	return tcp_send_space(c) < own && tcp_send_space(c) < tcp_send_lowat(c);
+}
+
+size_t tcp_send_lowat(const struct tcp_conn *c)
+{
+	size_t q = c->s->conf.tcp_sndbuf / 4;
+
+	return q < TCP_SEND_LOWAT ? q : TCP_SEND_LOWAT;
 }
 
 size_t tcp_send_queued(const struct tcp_conn *c)
@@ -131,6 +166,8 @@ ssize_t tcp_send(struct tcp_conn *c, const void *data, size_t len)
 	if (len > space) {
 		len = space;
 		c->flags |= TF_WANT_WRITABLE;
+		if (pool_limited(c))
+			block_on_pool(c);
 	}
 	while (done < len) {
 		struct rte_mbuf *m = c->sq_tail;
@@ -138,12 +175,22 @@ ssize_t tcp_send(struct tcp_conn *c, const void *data, size_t len)
 		size_t n;
 
 		if (room == 0) {
-			m = rte_pktmbuf_alloc(c->s->q->pool);
-			if (m == NULL) {
-				c->s->cnt.port_alloc_failed++;
-				c->flags |= TF_WANT_WRITABLE;
+			struct tcp_stack *t = c->s->tcp;
+			if (tcp_sq_room(c) == 0) {
+				c->s->cnt.tcp_sndbuf_pool_full++;
+				block_on_pool(c);
 				break;
 			}
+			m = rte_pktmbuf_alloc(c->s->q->pool);
+			if (m == NULL) {
+				/* the pool itself is dry: wait like a writer
+				 * over budget (tcp_tick retries) */
+				c->s->cnt.port_alloc_failed++;
+				block_on_pool(c);
+				break;
+			}
+			t->sq_mbufs++;
+			c->sq_nmb++;
 			/* the send queue holds payload only: no headroom */
 			m->data_off = 0;
 			if (c->sq_tail != NULL)
@@ -254,7 +301,15 @@ void tcp_recv_pause(struct tcp_conn *c, bool paused)
 void tcp_want_writable(struct tcp_conn *c)
 {
 	c->flags |= TF_WANT_WRITABLE;
-	tcp_conn_want_output(c);
+	/* at once only if there is worthwhile room now; otherwise the ACK
+	 * or the mbufs that make room will call back */
+	if (pool_limited(c)) {
+		c->s->cnt.tcp_sndbuf_pool_full++;
+		block_on_pool(c);
+	} else if (!(c->flags & TF_BLOCKED) &&
+		   tcp_send_space(c) >= tcp_send_lowat(c)) {
+		tcp_conn_want_output(c);
+	}
 }
 
 void tcp_set_user(struct tcp_conn *c, void *user)

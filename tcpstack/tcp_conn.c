@@ -70,9 +70,10 @@ int tcp_stack_init(struct stack *s)
 		memcpy(t->secret + i, &r, 8);
 	}
 	t->eph_next = (uint16_t)(32768 + rte_rand() % 28232);
+	s->tcp = t;
+	tcp_set_sq_budget(s, 1);
 	ratelimit_init(&t->challenge_rl, s->conf.tcp_challenge_ack_limit,
 		       s->conf.tcp_challenge_ack_limit, s->now_ms);
-	s->tcp = t;
 	return 0;
 }
 

@@ -70,6 +70,7 @@ enum {
 	TF_APP_OWNED = 1u << 16,  /* handed to the app (accept or connect) */
 	TF_RTT_TIMING = 1u << 17, /* rtt_seq is being timed (no timestamps) */
 	TF_KEEPALIVE = 1u << 19,  /* probe when idle */
+	TF_BLOCKED = 1u << 20,    /* waiting on the stack's send mbuf budget */
 	TF_RTO_RECOVERY = 1u << 18, /* SACK recovery after a timeout: every
 				     * unSACKed byte below recover is lost */
 };
@@ -89,6 +90,7 @@ struct tcp_conn {
 	struct tcp_conn *onext;   /* output list (TF_OUTQ) */
 	struct tcp_conn *znext;   /* zombie list (TF_ZOMBIE); a connection
 				   * can be on both at once */
+	struct tcp_conn *bnext;   /* writers waiting for send mbufs */
 	struct stack *s;
 	struct tcp_listener *listener;
 	const struct tcp_callbacks *cb;
@@ -118,6 +120,7 @@ struct tcp_conn {
 	struct rte_mbuf *sq_head, *sq_tail; /* unacked + unsent bytes */
 	uint32_t sq_off;          /* bytes of sq_head already acknowledged */
 	uint32_t sq_len;          /* bytes in the queue past sq_off */
+	uint16_t sq_nmb;          /* mbufs in the send queue */
 
 	/* receive side */
 	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
@@ -164,6 +167,15 @@ struct tcp_stack {
 	bool in_event;
 	uint32_t timewait;        /* connections in TIME-WAIT */
 	uint64_t last_cookie_ms;  /* when the last SYN cookie went out */
+	/* Send queues hold their bytes in mbufs from the worker's RX pool;
+	 * left unbounded, connections whose peers do not read would take
+	 * every mbuf and the worker could not even receive the ACKs that
+	 * free them. They get at most sq_budget mbufs together. */
+	uint32_t sq_mbufs, sq_budget;
+	uint32_t sq_hard;         /* small queues may go past the budget to
+				   * here, so a few hogs cannot stall all */
+	struct tcp_conn *blocked; /* writers turned away by the budget */
+	uint64_t last_wake_ms;
 	struct ratelimit challenge_rl; /* RFC 5961 7 */
 };
 
@@ -199,6 +211,32 @@ void tcp_send_ack_now(struct tcp_conn *c);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked);
 void tcp_sq_free(struct tcp_conn *c);
+/* Recomputes the send mbuf budget for a pool shared by nworkers. */
+void tcp_set_sq_budget(struct stack *s, unsigned nworkers);
+/* Once per tick: retry writers that met a dry pool. */
+void tcp_tick(struct stack *s);
+/* on_writable comes when at least this much room is free. */
+#define TCP_SEND_LOWAT 4096u
+/* A send queue this short may use the reserve beyond the budget. */
+#define TCP_SQ_SMALL 4u
+
+/* Send mbufs c may still take: up to the worker's budget, and a queue
+ * shorter than TCP_SQ_SMALL may also grow to that size from the reserve
+ * between the budget and sq_hard. */
+static inline uint32_t tcp_sq_room(const struct tcp_conn *c)
+{
+	const struct tcp_stack *t = c->s->tcp;
+	uint32_t n = t->sq_mbufs < t->sq_budget ? t->sq_budget - t->sq_mbufs : 0;
+
+	if (c->sq_nmb < TCP_SQ_SMALL && t->sq_mbufs < t->sq_hard) {
+		uint32_t r = TCP_SQ_SMALL - c->sq_nmb;
+		if (r > t->sq_hard - t->sq_mbufs)
+			r = t->sq_hard - t->sq_mbufs;
+		if (r > n)
+			n = r;
+	}
+	return n;
+}
 
 /* tcp_syncookie.c */
 uint32_t tcp_cookie_make(struct stack *s, uint32_t rip, uint16_t rport,

@@ -77,8 +77,49 @@ static void sq_copy(const struct tcp_conn *c, uint32_t off, uint8_t *dst,
 	}
 }
 
+void tcp_set_sq_budget(struct stack *s, unsigned nworkers)
+{
+	uint64_t n = (uint64_t)s->q->pool->size * s->conf.tcp_sndbuf_pool_pct /
+		     100 / (nworkers ? nworkers : 1);
+
+	s->tcp->sq_budget = n > 0 ? (uint32_t)n : 1;
+	/* a quarter of the pool more, for queues of a few mbufs only */
+	s->tcp->sq_hard = s->tcp->sq_budget +
+		(uint32_t)(s->q->pool->size / 4 / (nworkers ? nworkers : 1));
+}
+
+static void wake_blocked(struct tcp_stack *t)
+{
+	while (t->blocked != NULL && tcp_sq_room(t->blocked) > 0) {
+		struct tcp_conn *w = t->blocked;
+		t->blocked = w->bnext;
+		w->bnext = NULL;
+		w->flags &= ~TF_BLOCKED;
+		tcp_conn_want_output(w); /* on_writable from tcp_output */
+	}
+}
+
+/* Send mbufs came back: let waiting writers try again. */
+static void sq_released(struct stack *s, uint32_t n)
+{
+	s->tcp->sq_mbufs -= n;
+	wake_blocked(s->tcp);
+}
+
+void tcp_tick(struct stack *s)
+{
+	/* writers that met a dry pool (not the budget) retry now and then */
+	if (s->tcp != NULL && s->tcp->blocked != NULL &&
+	    s->now_ms - s->tcp->last_wake_ms >= 10) {
+		s->tcp->last_wake_ms = s->now_ms;
+		wake_blocked(s->tcp);
+	}
+}
+
 void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked)
 {
+	uint32_t freed = 0;
+
 	if (acked > c->sq_len)
 		acked = c->sq_len;
 	c->sq_len -= acked;
@@ -87,7 +128,7 @@ void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked)
 		uint32_t avail = m->data_len - c->sq_off;
 		if (acked < avail) {
 			c->sq_off += acked;
-			return;
+			break;
 		}
 		acked -= avail;
 		c->sq_off = 0;
@@ -96,22 +137,44 @@ void tcp_sq_drop_acked(struct tcp_conn *c, uint32_t acked)
 			c->sq_tail = NULL;
 		m->next = NULL;
 		rte_pktmbuf_free_seg(m);
+		freed++;
 	}
+	c->sq_nmb = (uint16_t)(c->sq_nmb - freed);
 	/* a fully drained queue costs nothing (lazy buffers) */
 	if (c->sq_head == NULL)
 		c->sq_off = 0;
+	if (freed > 0)
+		sq_released(c->s, freed);
 }
 
 void tcp_sq_free(struct tcp_conn *c)
 {
+	struct tcp_stack *t = c->s->tcp;
+	uint32_t freed = 0;
+
 	while (c->sq_head != NULL) {
 		struct rte_mbuf *m = c->sq_head;
 		c->sq_head = m->next;
 		m->next = NULL;
 		rte_pktmbuf_free_seg(m);
+		freed++;
 	}
 	c->sq_tail = NULL;
 	c->sq_off = c->sq_len = 0;
+	c->sq_nmb = 0;
+	if (c->flags & TF_BLOCKED) {
+		/* off the waiting list before the slot is reused */
+		for (struct tcp_conn **pp = &t->blocked; *pp != NULL;
+		     pp = &(*pp)->bnext)
+			if (*pp == c) {
+				*pp = c->bnext;
+				break;
+			}
+		c->bnext = NULL;
+		c->flags &= ~TF_BLOCKED;
+	}
+	if (freed > 0)
+		sq_released(c->s, freed);
 }
 
 /* Checksums, IP header, and off to ipv4_output(). */
@@ -508,7 +571,10 @@ void tcp_output(struct tcp_conn *c)
 		tcp_send_ack_now(c);
 	/* room in the send buffer for a writer that was turned away; what it
 	 * writes now is sent by the next pass of tcp_flush() */
-	if ((c->flags & TF_WANT_WRITABLE) && tcp_send_space(c) > 0 &&
+	/* edge, not level: only when a worthwhile amount of room exists,
+	 * so a writer that wants more than there is cannot spin us here */
+	if ((c->flags & (TF_WANT_WRITABLE | TF_BLOCKED)) == TF_WANT_WRITABLE &&
+	    tcp_send_space(c) >= tcp_send_lowat(c) &&
 	    !(c->flags & (TF_APP_CLOSED | TF_ZOMBIE)) && c->cb != NULL &&
 	    c->cb->on_writable != NULL && tcps_synced(c->state)) {
 		c->flags &= ~TF_WANT_WRITABLE;
