@@ -26,6 +26,9 @@
 #include "common/ratelimit.h"
 
 #define STACK_TX_BURST 64
+/* Ephemeral ports for TCP and UDP, as Linux's default range. */
+#define STACK_EPH_LO 32768u
+#define STACK_EPH_HI 60999u
 #define ARP_HOLD_MAX 16
 
 /* Settings ([net] and [stack] in the config), read-only after start. */

@@ -47,21 +47,18 @@ void tcp_unlisten(struct stack *s, struct tcp_listener *l)
 		free(l);
 }
 
-/* Ephemeral ports 32768-60999, as Linux's default range. */
-#define EPH_LO 32768u
-#define EPH_HI 60999u
-
 int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 		const struct tcp_callbacks *cb, void *user,
 		struct tcp_conn **out)
 {
 	struct tcp_stack *t = s->tcp;
 	struct tcp_conn *c = NULL;
-	uint32_t n = EPH_HI - EPH_LO + 1;
+	uint32_t n = STACK_EPH_HI - STACK_EPH_LO + 1;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint16_t port = t->eph_next;
-		t->eph_next = port >= EPH_HI ? EPH_LO : (uint16_t)(port + 1);
+		t->eph_next = port >= STACK_EPH_HI ? (uint16_t)STACK_EPH_LO :
+						    (uint16_t)(port + 1);
 		/* the reply must reach this worker: only ports it owns */
 		if (dp_steer_owner(s->steer_seed, s->nworkers, dst_ip, dst_port,
 				   s->conf.addr, port) != s->id)
@@ -86,12 +83,8 @@ int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 	c->snd_max = c->iss;
 	c->snd_nxt = c->iss + 1;
 	/* our SYN's options decide what we can use; the SYN-ACK confirms */
-	if (s->conf.tcp_wscale) {
-		uint8_t ws = 0;
-		while (ws < 14 && (65535u << ws) < s->conf.tcp_rcvbuf)
-			ws++;
-		c->rcv_wscale = ws;
-	}
+	if (s->conf.tcp_wscale)
+		c->rcv_wscale = tcp_rcv_wscale(s);
 	s->cnt.tcp_connects++;
 	tcp_send_segment(c, c->iss, 0, RTE_TCP_SYN_FLAG);
 	if (out != NULL)

@@ -69,7 +69,8 @@ int tcp_stack_init(struct stack *s)
 		uint64_t r = rte_rand();
 		memcpy(t->secret + i, &r, 8);
 	}
-	t->eph_next = (uint16_t)(32768 + rte_rand() % 28232);
+	t->eph_next = (uint16_t)(STACK_EPH_LO +
+				 rte_rand() % (STACK_EPH_HI - STACK_EPH_LO + 1));
 	s->tcp = t;
 	tcp_set_sq_budget(s, 1);
 	ratelimit_init(&t->challenge_rl, s->conf.tcp_challenge_ack_limit,
@@ -173,11 +174,6 @@ static void free_mbuf_list(struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		m = n;
 	}
-}
-
-void tcp_conn_set_state(struct tcp_conn *c, uint8_t state)
-{
-	c->state = state;
 }
 
 void tcp_conn_drop(struct tcp_conn *c, enum tcp_close_reason reason)

@@ -16,13 +16,6 @@
 #include "tcpstack/ipv4.h"
 #include "tcpstack/tcp_internal.h"
 
-#define TCPOPT_EOL 0
-#define TCPOPT_NOP 1
-#define TCPOPT_MSS 2
-#define TCPOPT_WS 3
-#define TCPOPT_SACKOK 4
-#define TCPOPT_SACK 5
-#define TCPOPT_TS 8
 #define TCP_OOO_MAX 256            /* segments held out of order */
 #define PAWS_IDLE_MS (24ull * 24 * 3600 * 1000) /* RFC 7323 5.5 */
 #define FIN_MARK RTE_PTYPE_L4_FRAG /* packet_type bit reused: "FIN here" */
@@ -119,11 +112,6 @@ static int parse_options(const uint8_t *p, uint32_t len, struct tcp_opts *o)
 	return 0;
 }
 
-static inline uint32_t ts_now(const struct tcp_conn *c)
-{
-	return (uint32_t)c->s->now_ms + c->ts_offset;
-}
-
 static struct tcp_listener *find_listener(struct stack *s, uint16_t port)
 {
 	for (struct tcp_listener *l = s->tcp->listeners; l != NULL; l = l->next)
@@ -144,12 +132,9 @@ static void negotiate(struct tcp_conn *c, const struct tcp_opts *o)
 	if (mss < 64)
 		mss = 64; /* a peer claiming less is lying; do not amplify */
 	if (o->ws_ok && cf->tcp_wscale) {
-		uint8_t ws = 0;
 		c->flags |= TF_WS;
 		c->snd_wscale = o->ws;
-		while (ws < 14 && (65535u << ws) < cf->tcp_rcvbuf)
-			ws++;
-		c->rcv_wscale = ws;
+		c->rcv_wscale = tcp_rcv_wscale(c->s);
 	} else {
 		/* RFC 7323 2.2: without the option in both SYNs, neither
 		 * side scales (tcp_connect chose a shift for our SYN) */

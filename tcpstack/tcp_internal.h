@@ -25,6 +25,15 @@
 #define SEQ_GT(a, b) ((int32_t)((a) - (b)) > 0)
 #define SEQ_GEQ(a, b) ((int32_t)((a) - (b)) >= 0)
 
+/* option kinds (RFC 9293 3.1, RFC 7323, RFC 2018) */
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_MSS 2
+#define TCPOPT_WS 3
+#define TCPOPT_SACKOK 4
+#define TCPOPT_SACK 5
+#define TCPOPT_TS 8
+
 #define TCP_SACK_RANGES 6 /* scoreboard ranges kept per connection */
 
 enum tcp_state {
@@ -164,7 +173,6 @@ struct tcp_stack {
 	struct tcp_conn *zombies; /* dead, freed at the end of the event */
 	uint8_t secret[16];       /* ISN and timestamp offsets (RFC 6528) */
 	uint16_t eph_next;
-	bool in_event;
 	uint32_t timewait;        /* connections in TIME-WAIT */
 	uint64_t last_cookie_ms;  /* when the last SYN cookie went out */
 	/* Send queues hold their bytes in mbufs from the worker's RX pool;
@@ -179,6 +187,22 @@ struct tcp_stack {
 	struct ratelimit challenge_rl; /* RFC 5961 7 */
 };
 
+/* Our timestamp clock (ms) with the connection's offset (RFC 7323 5.4). */
+static inline uint32_t ts_now(const struct tcp_conn *c)
+{
+	return (uint32_t)c->s->now_ms + c->ts_offset;
+}
+
+/* The window shift that lets rcvbuf be advertised (at most 14). */
+static inline uint8_t tcp_rcv_wscale(const struct stack *s)
+{
+	uint8_t ws = 0;
+
+	while (ws < 14 && (65535u << ws) < s->conf.tcp_rcvbuf)
+		ws++;
+	return ws;
+}
+
 /* tcp_conn.c */
 int tcp_stack_init(struct stack *s);
 void tcp_stack_fini(struct stack *s);
@@ -189,7 +213,6 @@ struct tcp_conn *tcp_conn_new(struct stack *s, uint32_t rip, uint16_t rport,
 /* Moves c to CLOSED and frees it at the end of the event; tells the app
  * with on_closed(reason) if it still owns c (reason 0: no callback). */
 void tcp_conn_drop(struct tcp_conn *c, enum tcp_close_reason reason);
-void tcp_conn_set_state(struct tcp_conn *c, uint8_t state);
 /* Asks for tcp_output(c) at the end of the current event. */
 void tcp_conn_want_output(struct tcp_conn *c);
 /* End of event: run pending output, free zombies. */

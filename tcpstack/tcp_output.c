@@ -15,19 +15,7 @@
 #include "tcpstack/ipv4.h"
 #include "tcpstack/tcp_internal.h"
 
-#define TCPOPT_EOL 0
-#define TCPOPT_NOP 1
-#define TCPOPT_MSS 2
-#define TCPOPT_WS 3
-#define TCPOPT_SACKOK 4
-#define TCPOPT_SACK 5
-#define TCPOPT_TS 8
 #define TCP_MAXWIN 65535u
-
-static inline uint32_t ts_now(const struct tcp_conn *c)
-{
-	return (uint32_t)c->s->now_ms + c->ts_offset;
-}
 
 uint32_t tcp_rcv_window(const struct tcp_conn *c)
 {

@@ -14,9 +14,6 @@
 #include "tcpstack/ipv4.h"
 #include "tcpstack/stack.h"
 
-#define EPH_LO 32768u
-#define EPH_HI 60999u
-
 struct udp_sock {
 	struct udp_sock *next;
 	uint16_t port;
@@ -40,10 +37,10 @@ int udp_bind(struct stack *s, uint16_t port, uint32_t peer_ip,
 	if (fn == NULL)
 		return -EINVAL;
 	if (port == 0) {
-		uint32_t span = EPH_HI - EPH_LO + 1;
+		uint32_t span = STACK_EPH_HI - STACK_EPH_LO + 1;
 		uint32_t start = rte_rand() % span;
 		for (uint32_t i = 0; i < span && port == 0; i++) {
-			uint16_t p = (uint16_t)(EPH_LO + (start + i) % span);
+			uint16_t p = (uint16_t)(STACK_EPH_LO + (start + i) % span);
 			if (find(s, p) == NULL &&
 			    dp_steer_owner(s->steer_seed, s->nworkers, peer_ip,
 					   peer_port, s->conf.addr, p) == s->id)
