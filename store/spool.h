@@ -1,0 +1,149 @@
+/*
+ * spool.h: the durable message spool. Group commit behind lock-free rings.
+ *
+ * Owns: the spool directory, its segment files, the MDA writer threads
+ * (pthreads), one submit ring per writer (rte_ring, multi-producer: every
+ * worker enqueues) and one completion ring per worker (multi-producer:
+ * every writer answers), the queue-ID generators, and the in-memory index
+ * of live messages (which recipients are still to be delivered).
+ *
+ * The promise (DESIGN.md "Durability promise"): a request comes back on its
+ * worker's completion ring with status 0 only after the record holding it
+ * is on stable storage (fdatasync returned, the segment's directory entry
+ * synced when the segment was created). Many requests share one
+ * fdatasync: a writer takes requests off its ring and closes the batch
+ * when the ring is empty, when batch_max_bytes is reached, or when
+ * batch_max_delay_us has passed since the batch's first request.
+ *
+ * On disk: DIR/seg-<writer>-<seq>.dps, records appended one after another:
+ *   record = header { magic, type, length, crc32c } + payload
+ * A message record holds the queue ID, the whole envelope (with DSN
+ * parameters) and the body; a state record holds a queue ID, a recipient
+ * index and its new state (delivered, deferred with next try, bounced).
+ * CRC32C (Castagnoli) covers header and payload. See spool_record.h.
+ *
+ * Recovery (spool_open): every segment is scanned; records are verified;
+ * a torn or corrupt tail of a segment is cut off (ftruncate) and counted;
+ * state records are replayed over their messages; the live queue is
+ * rebuilt; segments with nothing live are deleted.
+ *
+ * Errors: a failed write or fdatasync fails every request of its batch
+ * (status -ENOSPC or -EIO ...), is logged, and sets spool_degraded(); the
+ * writer keeps retrying (new batches, and a probe every retry_ms when no
+ * requests come) and clears it once a write is durable again. Nothing that
+ * was acknowledged with status 0 is ever lost or rewritten.
+ *
+ * Threads: spool_open/spool_close on the main thread; spool_submit,
+ * spool_completions and spool_qid_next from worker w only for its own w;
+ * the writers are internal.
+ */
+#ifndef DPMAIL_STORE_SPOOL_H
+#define DPMAIL_STORE_SPOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/envelope.h"
+
+struct spool;
+
+#define SPOOL_MAX_WRITERS 16
+#define SPOOL_MAX_WORKERS 64
+
+struct spool_conf {
+	char dir[4096];              /* created if missing */
+	uint32_t writers;            /* MDA writer threads, 1..SPOOL_MAX_WRITERS */
+	uint64_t segment_bytes;      /* roll to a new segment past this */
+	uint32_t batch_max_bytes;    /* close a batch at this many bytes */
+	uint32_t batch_max_delay_us; /* ... or this long after its first request */
+	uint32_t ring_size;          /* per writer and per worker; power of 2 */
+	uint32_t retry_ms;           /* probe interval while degraded */
+	bool preallocate;            /* fallocate segments (fewer metadata syncs) */
+};
+void spool_conf_defaults(struct spool_conf *c);
+
+enum spool_req_type { SPOOL_REQ_MSG = 1, SPOOL_REQ_STATE };
+
+enum spool_rcpt_state {
+	SPOOL_RCPT_PENDING = 0,
+	SPOOL_RCPT_DELIVERED,
+	SPOOL_RCPT_DEFERRED,  /* still live; next_try_s says when */
+	SPOOL_RCPT_BOUNCED,
+};
+
+struct spool_req {
+	enum spool_req_type type;
+	unsigned worker;        /* completion goes to this worker's ring */
+	/* SPOOL_REQ_MSG: the message (env->qid set). Read by the writer
+	 * thread until the completion; the caller must not touch or free it
+	 * meanwhile. The spool never frees it. */
+	struct envelope *env;
+	/* SPOOL_REQ_STATE */
+	char qid[ENV_QID_LEN + 1];
+	uint32_t rcpt;
+	uint8_t state;          /* enum spool_rcpt_state */
+	uint64_t next_try_s;
+	/* completion */
+	int status;             /* 0 durable; negative errno */
+	uint64_t submit_ns, done_ns; /* CLOCK_MONOTONIC, for latency figures */
+	void *user;             /* the caller's */
+};
+
+struct spool_recovery {
+	uint32_t segments, segments_deleted;
+	uint64_t records, messages_live, rcpts_live, state_records;
+	uint64_t torn_bytes;      /* cut off the tails of segments */
+	uint32_t bad_records;     /* CRC or structure failures (tail cut there) */
+	double seconds;
+};
+
+/* Recovers DIR, starts the writers. nworkers completion rings.
+ * Returns 0 or a negative errno (logged). rep may be NULL. */
+int spool_open(struct spool **out, const struct spool_conf *c,
+	       unsigned nworkers, struct spool_recovery *rep);
+/* Waits until every submitted request was written and answered, stops
+ * the writers, frees everything. Completions not yet polled are dropped
+ * (their envelopes are the caller's to free: call spool_completions
+ * first). */
+void spool_close(struct spool *sp);
+
+/* Worker side. 0, or -ENOBUFS when the writer's ring is full. */
+int spool_submit(struct spool *sp, struct spool_req *r);
+/* Up to max finished requests for this worker; never blocks. */
+unsigned spool_completions(struct spool *sp, unsigned worker,
+			   struct spool_req **out, unsigned max);
+/* A new queue ID for this worker: unique across workers, writers and
+ * restarts (time-ordered, seeded past every ID recovery saw). */
+void spool_qid_next(struct spool *sp, unsigned worker,
+		    char out[ENV_QID_LEN + 1]);
+/* True while writes are failing (disk full, I/O error). */
+bool spool_degraded(const struct spool *sp);
+
+struct spool_stats {
+	uint64_t batches, records, bytes, fsyncs, errors;
+	uint64_t msgs_live, segments;
+	int last_error;            /* negative errno, 0 = none */
+};
+void spool_get_stats(const struct spool *sp, struct spool_stats *st);
+
+/* Offline reading (dpmailctl spool dump): calls cb for every record of
+ * every segment in DIR in order, without changing anything. Returns 0 or
+ * a negative errno. */
+struct spool_scan_rec {
+	const char *segment;       /* file name */
+	uint64_t offset;
+	enum spool_req_type type;
+	const struct envelope *env; /* SPOOL_REQ_MSG: decoded, body included */
+	const char *qid;
+	uint32_t rcpt;             /* SPOOL_REQ_STATE */
+	uint8_t state;
+	uint64_t next_try_s;
+	uint32_t crc;
+	bool bad;                  /* CRC or structure failure: the rest of
+				    * this segment is not read */
+};
+int spool_scan(const char *dir,
+	       int (*cb)(void *arg, const struct spool_scan_rec *r),
+	       void *arg);
+
+#endif
