@@ -146,4 +146,40 @@ int spool_scan(const char *dir,
 	       int (*cb)(void *arg, const struct spool_scan_rec *r),
 	       void *arg);
 
+/* ---- Additions to the contract (store/ owner) ---- */
+
+/* Statuses besides the I/O errors (-ENOSPC, -EIO, ...), nothing written:
+ *   -EEXIST   SPOOL_REQ_MSG with the queue ID of a live message
+ *   -EINVAL   a bad queue ID, a string over 64 KiB, rcpt out of range,
+ *             state PENDING or unknown
+ *   -E2BIG    the record would pass 1 GiB
+ *   -ENOENT   SPOOL_REQ_STATE for no live message (submit state changes
+ *             only after the message's own completion came back)
+ *   -EALREADY that recipient is already delivered or bounced
+ * A message with no recipients is written but never live. */
+
+/* Every live message as recovery left it: queue ID, its recipients'
+ * states (enum spool_rcpt_state) and, for DEFERRED ones, the next try.
+ * For the MTA to schedule after a restart. Main thread, right after
+ * spool_open and before the first spool_submit (the writers own the
+ * index once requests flow). Stops at and returns cb's first non-zero. */
+typedef int (*spool_live_cb)(void *arg, const char *qid, uint32_t nrcpt,
+			     const uint8_t *state, const uint64_t *next_try_s);
+int spool_live_foreach(struct spool *sp, spool_live_cb cb, void *arg);
+
+/* The writer that owns a queue ID (hash(qid) % writers). */
+unsigned spool_writer_of(const struct spool *sp, const char *qid);
+
+/* Test-only fault injection. The next n batch writes of that writer
+ * fail with err (negative errno) after writing half their bytes (so the
+ * cut-back path runs); the _fsync_ variant fails the next n fdatasyncs
+ * of batches (the segment is then abandoned, as after a real one). */
+void spool_test_fail_next(struct spool *sp, unsigned writer, int err,
+			  unsigned n);
+void spool_test_fail_fsync_next(struct spool *sp, unsigned writer, int err,
+				unsigned n);
+/* Test-only: replaces the wall clock behind queue IDs (NULL restores
+ * CLOCK_REALTIME). Process-wide. */
+void spool_test_set_clock(uint64_t (*now_us)(void));
+
 #endif
