@@ -60,10 +60,18 @@ struct smtp_server_conf {
 	enum smtp_bare_policy bare_lf;
 	enum smtp_vrfy_policy vrfy;
 	bool smtputf8, eightbitmime, chunking, dsn, pipelining;
+	/* RFC 3030 BODY=BINARYMIME (needs chunking). Off by default: such
+	 * a message cannot be relayed to a server without it. */
+	bool binarymime;
+	/* The EHLO "AUTH" line's mechanisms when ops->auth is set;
+	 * default "PLAIN LOGIN". */
+	const char *auth_mechs;
 };
 
 /* Fills conf with the defaults above (512, 1000, 36 MiB, 1000, 20, 50,
- * reject, 252, every extension on). hostname must still be set. */
+ * reject, 252, every extension on but BINARYMIME). hostname must still
+ * be set. smtp_server_new clamps limits below the RFC 5321 minimums up
+ * to them. */
 void smtp_server_conf_defaults(struct smtp_server_conf *c);
 
 /* The caller's answer to RCPT TO (and MAIL FROM). Each maps to one reply. */
@@ -96,7 +104,16 @@ struct smtp_server_ops {
 	void (*message)(void *user, struct envelope *env);
 	/* Wall clock for the Received: header; NULL = time(NULL). */
 	time_t (*now)(void *user);
-	/* Hooks for the TLS issue; NULL = not offered. */
+	/* Hooks for the TLS issue; NULL = not offered (STARTTLS then gets
+	 * 502 5.5.1, AUTH 503 5.5.1).
+	 * starttls: called right after "220 2.0.0 Ready to start TLS" was
+	 * written; the caller starts the handshake once that is sent and
+	 * feeds decrypted bytes from then on. The engine drops whatever
+	 * plaintext followed the command and forgets HELO (RFC 3207 4.2).
+	 * Negative: the session closes (the client is already in TLS).
+	 * auth: one step (mech, initial response or NULL when none): 0 =
+	 * "235 2.7.0", -EACCES/-EPERM = "535 5.7.8", -ENOENT/-EOPNOTSUPP =
+	 * "504 5.5.4", other negative = "454 4.7.0". */
 	int (*starttls)(void *user);
 	int (*auth)(void *user, const char *mech, const char *initial);
 };
@@ -114,7 +131,11 @@ void smtp_server_start(struct smtp_server *s);
 /* Refuses the session at connect: "421 4.7.0 <host> <text>", then close. */
 void smtp_server_refuse(struct smtp_server *s, const char *text);
 
-/* Feeds received bytes (any split). Always consumes all of them. */
+/* Feeds received bytes (any split). Always consumes all of them.
+ * Callbacks must not call smtp_server_input or smtp_server_free; only
+ * ops->message may call smtp_server_queued (then or later). If the
+ * caller feeds on while blocked, more than 2 * max_message_size + 1 MiB
+ * of backlog gets "421 4.7.0 ... too much pipelined input". */
 void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len);
 
 /* The answer to ops->message: status 0 = durable ("250 2.0.0 Ok: queued
@@ -122,6 +143,11 @@ void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len);
  * other negative errno = "451 4.3.0 Error: queue file write error".
  * Processes the backlog of pipelined input before it returns. */
 void smtp_server_queued(struct smtp_server *s, int status, const char *qid);
+
+/* The connection is already TLS (implicit TLS listener, or after the
+ * starttls hook's handshake): STARTTLS is no longer offered and
+ * Received: says ESMTPS. */
+void smtp_server_set_tls(struct smtp_server *s);
 
 /* The caller's timer fired: "421 4.4.2 <host> Error: timeout exceeded",
  * then close. Also used for a too slow data rate (text given). */
@@ -137,7 +163,11 @@ enum smtp_phase smtp_server_phase(const struct smtp_server *s);
 /* True while input would only pile up in the backlog. */
 bool smtp_server_blocked(const struct smtp_server *s);
 
-/* Per-session tallies the caller may add to its counters. */
+/* Per-session tallies the caller may add to its counters. commands:
+ * command lines read; errors: bad commands (syntax, sequence, unknown,
+ * too long); messages: answered 250 by smtp_server_queued;
+ * rejected_msgs: refused at the end of data (limits, bare CR/LF, loop)
+ * or by a failed queue write; rejected_rcpts: RCPT refused by ops->rcpt. */
 struct smtp_server_stats {
 	uint32_t commands, errors, messages, rejected_rcpts, rejected_msgs;
 };
