@@ -266,7 +266,10 @@ static void backlog_clear(struct smtp_server *s)
 static void backlog_add(struct smtp_server *s, const uint8_t *p, size_t n,
 			bool front)
 {
-	uint64_t limit = 2 * s->conf.max_message_size + SMTP_BACKLOG_SLACK;
+	uint64_t base = s->conf.max_message_size ? s->conf.max_message_size
+						 : SMTP_BACKLOG_UNLIMITED;
+	uint64_t limit = base > UINT64_MAX / 4 ? UINT64_MAX
+					       : 2 * base + SMTP_BACKLOG_SLACK;
 
 	if (n == 0 || s->closing)
 		return;
@@ -309,11 +312,20 @@ static void backlog_add(struct smtp_server *s, const uint8_t *p, size_t n,
 static void leftover(struct smtp_server *s, const uint8_t *p, size_t n)
 {
 	if (s->stop || s->closing) {
-		s->stop = false;
 		backlog_clear(s);
 		return;
 	}
 	backlog_add(s, p, n, true);
+}
+
+/* process() and what it leaves */
+static void run(struct smtp_server *s, const uint8_t *p, size_t n)
+{
+	size_t k = process(s, p, n);
+
+	if (k < n)
+		leftover(s, p + k, n - k);
+	s->stop = false;
 }
 
 static void drain(struct smtp_server *s)
@@ -321,14 +333,12 @@ static void drain(struct smtp_server *s)
 	s->busy = true;
 	while (s->bl_len > 0 && !s->pending && !s->closing) {
 		uint8_t *buf = s->bl;
-		size_t len = s->bl_len, k;
+		size_t len = s->bl_len;
 
 		/* take the buffer: process() may call back into us */
 		s->bl = NULL;
 		s->bl_len = s->bl_cap = 0;
-		k = process(s, buf, len);
-		if (k < len)
-			leftover(s, buf + k, len - k);
+		run(s, buf, len);
 		free(buf);
 	}
 	if (s->closing)
@@ -338,8 +348,6 @@ static void drain(struct smtp_server *s)
 
 void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len)
 {
-	size_t k;
-
 	if (s->closing || len == 0)
 		return;
 	if (s->busy || s->pending || s->bl_len > 0) {
@@ -349,11 +357,8 @@ void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len)
 		return;
 	}
 	s->busy = true;
-	k = process(s, data, len);
-	if (k < len)
-		leftover(s, data + k, len - k);
+	run(s, data, len);
 	s->busy = false;
-	s->stop = false;
 	drain(s);
 }
 

@@ -135,7 +135,8 @@ void smtp_server_refuse(struct smtp_server *s, const char *text);
  * Callbacks must not call smtp_server_input or smtp_server_free; only
  * ops->message may call smtp_server_queued (then or later). If the
  * caller feeds on while blocked, more than 2 * max_message_size + 1 MiB
- * of backlog gets "421 4.7.0 ... too much pipelined input". */
+ * (65 MiB when the size is unlimited) of backlog gets "421 4.7.0 ...
+ * too much pipelined input". */
 void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len);
 
 /* The answer to ops->message: status 0 = durable ("250 2.0.0 Ok: queued

@@ -27,6 +27,8 @@
 /* Pipelined input kept while a message is pending, beyond which the
  * caller is not honouring smtp_server_blocked(): 421 and close. */
 #define SMTP_BACKLOG_SLACK (1u << 20)
+/* ... taken as the message size when that is unlimited (0) */
+#define SMTP_BACKLOG_UNLIMITED (32u << 20)
 
 enum smtp_rx {
 	SMTP_RX_CMD,      /* collecting a command line up to LF */

@@ -1222,6 +1222,19 @@ Test(smtp_server, starttls)
 				  "with ESMTPS id QID00000000002\r\n"));
 	h_free(&h);
 
+	/* STARTTLS last in the backlog: what comes after the handshake is
+	 * read again */
+	h_init(&h, tweak_tls, Q_AT_END);
+	feed_str(&h, TXN_IN "DATA\r\n.\r\nSTARTTLS\r\n");
+	smtp_server_queued(h.s, 0, NULL);
+	h.answered = 1;
+	feed_str(&h, EHLO);
+	want = GREET EHLO_TLS_R MAIL_OK RCPT_OK GO QUEUED(1)
+		"220 2.0.0 Ready to start TLS\r\n" EHLO_R;
+	assert_bytes("starttls in backlog", h.out, h.out_len, want,
+		     strlen(want));
+	h_free(&h);
+
 	/* a hook that fails after the 220: the session ends */
 	h_init(&h, tweak_tls, Q_SYNC);
 	h.starttls_rc = -EIO;
