@@ -134,7 +134,6 @@ void smtp_msg_begin(struct smtp_server *s)
 	memset(m, 0, sizeof(*m));
 	m->dot = SMTP_D_BOL;
 	m->hs.at_start = true;
-	m->started = true;
 	s->env->arrival_us = (uint64_t)t * 1000000u;
 	n = smtp_received_format(s, t, hdr, sizeof(hdr));
 	m->size = n;

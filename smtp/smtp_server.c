@@ -165,7 +165,7 @@ void smtp_reply_err(struct smtp_server *s, const char *fmt, ...)
 void smtp_txn_reset(struct smtp_server *s)
 {
 	envelope_reset_txn(s->env);
-	s->txn = s->rcpt_tried = s->bdat_used = false;
+	s->txn = s->bdat_used = false;
 	memset(&s->msg, 0, sizeof(s->msg));
 }
 

@@ -61,7 +61,6 @@ struct smtp_msg {
 	enum smtp_dot dot;
 	uint32_t line_len;  /* octets of the current line so far (wire form) */
 	uint64_t size;      /* content octets so far, our Received: included */
-	bool started;       /* our Received: is in the body */
 	bool bare;          /* a bare CR or LF was seen */
 	bool too_long;      /* a text line over max_text_line */
 	bool oversize;      /* over max_message_size */
@@ -92,7 +91,6 @@ struct smtp_server {
 	/* protocol state */
 	bool started, helo, tls, authed;
 	bool txn;           /* MAIL accepted */
-	bool rcpt_tried;    /* some RCPT was answered (accepted or not) */
 	bool bdat_used;     /* this transaction uses BDAT, not DATA */
 	bool pending;       /* waiting for smtp_server_queued */
 	bool closing;       /* QUIT or 421 sent, close requested */

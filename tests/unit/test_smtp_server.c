@@ -317,6 +317,7 @@ struct exp_msg {
 	uint8_t ret, body_type;
 	bool smtputf8, helo_only;
 	uint64_t size;
+	uint32_t nrcpt; /* when more than the four listed */
 };
 
 struct transcript {
@@ -338,8 +339,8 @@ static void check_msg(const char *what, const struct exp_msg *x,
 	while (n < 4 && x->rcpt[n].addr != NULL)
 		n++;
 	cr_assert_str_eq(e->mail_from, x->from, "%s: mail_from", what);
-	cr_assert_eq(e->nrcpt, (uint32_t)n, "%s: nrcpt %u want %d", what,
-		     e->nrcpt, n);
+	cr_assert_eq(e->nrcpt, x->nrcpt ? x->nrcpt : (uint32_t)n,
+		     "%s: nrcpt %u want %d", what, e->nrcpt, n);
 	for (int i = 0; i < n; i++) {
 		cr_assert_str_eq(e->rcpt[i].addr, x->rcpt[i].addr, "%s", what);
 		cr_assert_str_eq(e->rcpt[i].orcpt,
@@ -1015,15 +1016,17 @@ Test(smtp_server, recipient_limit)
 	t.msg[0].rcpt[1].addr = "r1@d.test";
 	t.msg[0].rcpt[2].addr = "r2@d.test";
 	t.msg[0].rcpt[3].addr = "r3@d.test";
+	t.msg[0].nrcpt = 100;
+	t.msg[0].body = RCVD_MANY("client.test", "ESMTP", 1);
 	t.errors = 0;
-	/* check_msg compares the first four; count all 100 here */
+	/* check_msg compares the first four; the last one here */
 	h_init(&h, tweak_100_rcpts, Q_SYNC);
 	feed_split(&h, in.p, in.len, SPLIT_WHOLE, 0);
 	cr_assert_eq(h.nmsgs, 1);
 	cr_assert_eq(h.msgs[0]->nrcpt, 100);
 	cr_assert_str_eq(h.msgs[0]->rcpt[99].addr, "r99@d.test");
 	h_free(&h);
-	(void)t;
+	run_all(&t, 1);
 	free(in.p);
 	free(out.p);
 }
