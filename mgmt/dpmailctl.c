@@ -494,7 +494,8 @@ static int spool_dump(int argc, char **argv)
 	}
 	rc = spool_scan(dir, pass1, &d);
 	if (rc == 0) {
-		qsort(d.st, d.nst, sizeof(*d.st), st_cmp);
+		if (d.nst > 1)
+			qsort(d.st, d.nst, sizeof(*d.st), st_cmp);
 		if (d.json) {
 			printf("{\"dir\": ");
 			json_cstr(dir);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -254,8 +255,13 @@ int spool_open(struct spool **out, const struct spool_conf *c,
 		if (sp->dirfd < 0)
 			rc = -errno;
 	}
+	/* one spool per directory: a second daemon's recovery would cut
+	 * the first one's segments */
+	if (rc == 0 && flock(sp->dirfd, LOCK_EX | LOCK_NB) != 0)
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
 	if (rc != 0) {
-		LOG(LOG_ERR, "spool: cannot open %s: %s", c->dir, strerror(-rc));
+		LOG(LOG_ERR, "spool: cannot open %s: %s", c->dir,
+		    rc == -EBUSY ? "in use by another process" : strerror(-rc));
 		goto fail;
 	}
 	rc = -ENOMEM;

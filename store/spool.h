@@ -98,7 +98,8 @@ struct spool_recovery {
 };
 
 /* Recovers DIR, starts the writers. nworkers completion rings.
- * Returns 0 or a negative errno (logged). rep may be NULL. */
+ * Returns 0 or a negative errno (logged; -EBUSY: another process has DIR
+ * open, held with flock until spool_close). rep may be NULL. */
 int spool_open(struct spool **out, const struct spool_conf *c,
 	       unsigned nworkers, struct spool_recovery *rep);
 /* Waits until every submitted request was written and answered, stops

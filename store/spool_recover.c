@@ -183,6 +183,11 @@ static int scan_segment(struct rctx *x, const struct spool_seg_ent *e)
 	int fd, rc;
 
 	fd = openat(sp->dirfd, e->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ELOOP) {
+		LOG(LOG_WARNING, "spool: %s/%s is a symbolic link; ignored",
+		    sp->conf.dir, e->name);
+		return 0;
+	}
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		rc = -errno;
 		LOG(LOG_ERR, "spool: cannot open %s/%s: %s", sp->conf.dir,

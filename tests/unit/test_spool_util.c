@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,10 @@ int tsu_mount_tmpfs(const char *size)
 	char opts[64];
 
 	snprintf(opts, sizeof(opts), "size=%s", size);
+	/* in a mount namespace of our own, the tmpfs goes with this test
+	 * process even if it crashes */
+	if (unshare(CLONE_NEWNS) == 0)
+		mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if (mount("tmpfs", tsu_dir(), "tmpfs", 0, opts) != 0) {
 		cr_log_warn("cannot mount a tmpfs (%s): skipping",
 			    strerror(errno));
