@@ -467,12 +467,14 @@ static void complete(struct spool_writer *w)
 		while (rte_ring_mp_enqueue(sp->cring[r->worker], r) != 0) {
 			/* the worker is behind on polling; never drop an
 			 * answer while it runs */
+			struct timespec nap = { 0, 50000 };
+
 			atomic_fetch_add(&sp->cq_full_waits, 1);
 			if (atomic_load(&sp->stop)) {
 				atomic_fetch_add(&sp->cq_dropped, 1);
 				break;
 			}
-			sched_yield();
+			nanosleep(&nap, NULL); /* leave the core to the worker */
 		}
 	}
 	w->nb = 0;
