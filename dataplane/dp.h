@@ -28,6 +28,9 @@ struct dp_worker_ops {
 	void (*tick)(void *ctx, uint64_t now_ms);
 	/* End of a loop iteration: send what is queued. */
 	void (*flush)(void *ctx);
+	/* Optional: other work (completion rings). Returns true if it did
+	 * some, which counts as traffic for the idle back-off. */
+	bool (*poll)(void *ctx);
 };
 
 struct dp_worker_stats {

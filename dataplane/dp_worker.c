@@ -124,6 +124,14 @@ static int worker_main(void *arg)
 		if (n > 0) {
 			w->stats.busy_polls++;
 			w->ops->input(w->ctx, pkts, n);
+			if (w->ops->poll != NULL)
+				w->ops->poll(w->ctx);
+			w->ops->flush(w->ctx);
+			idle = 0;
+			sleep_us = IDLE_SLEEP_MIN_US;
+			continue;
+		}
+		if (w->ops->poll != NULL && w->ops->poll(w->ctx)) {
 			w->ops->flush(w->ctx);
 			idle = 0;
 			sleep_us = IDLE_SLEEP_MIN_US;

@@ -29,6 +29,11 @@ enum key_type {
 	K_U64,
 	K_CC,       /* cubic | newreno -> enum tcp_cc */
 	K_HOSTPORT, /* a.b.c.d:port -> diag.connect_ip + connect_port */
+	K_ENUM,     /* one of names[] -> uint32_t index */
+	K_PORTS,    /* "25, 587" -> smtpd.listen[] + nlisten */
+	K_LIST,     /* char[size], may be empty; checked in check() */
+	K_MIB64,    /* MiB in the file, bytes (uint64_t) in the struct */
+	K_KIB32,    /* KiB in the file, bytes (uint32_t) in the struct */
 };
 
 struct key {
@@ -38,78 +43,113 @@ struct key {
 	size_t off;  /* in struct dpmail_conf */
 	size_t size; /* K_STR */
 	uint64_t min, max;
+	const char *const *names; /* K_ENUM, NULL-terminated */
 };
 
 #define DP(f) offsetof(struct dpmail_conf, dp.f), sizeof(((struct dp_conf *)0)->f)
 #define ST(f) offsetof(struct dpmail_conf, stack.f), 0
 #define DG(f) offsetof(struct dpmail_conf, diag.f), 0
+#define SM(f) offsetof(struct dpmail_conf, smtpd.f), sizeof(((struct smtpd_conf *)0)->f)
+#define SP(f) offsetof(struct dpmail_conf, spool.f), sizeof(((struct spool_conf *)0)->f)
+#define PO(f) offsetof(struct dpmail_conf, policy.f), sizeof(((struct mta_policy_conf *)0)->f)
+
+static const char *const bare_names[] = { "reject", "normalize", NULL };
+static const char *const vrfy_names[] = { "252", "disabled", NULL };
 
 static const struct key keys[] = {
-	{ "eal", "lcores", K_STR, DP(lcores), 0, 0 },
-	{ "eal", "hugepages", K_BOOL, DP(hugepages), 0, 0 },
-	{ "eal", "memory_mb", K_U32, DP(memory_mb), 64, 1u << 20 },
-	{ "eal", "file_prefix", K_STR, DP(file_prefix), 0, 0 },
-	{ "eal", "log_level", K_EAL_LOGLEVEL, DP(eal_log_level), 0, 0 },
-	{ "port", "devargs", K_STR, DP(devargs), 0, 0 },
-	{ "port", "rx_desc", K_U16, DP(rx_desc), 64, 16384 },
-	{ "port", "tx_desc", K_U16, DP(tx_desc), 64, 16384 },
-	{ "port", "mtu", K_U16, DP(mtu), 576, 9000 },
-	{ "net", "address", K_PREFIX, ST(addr), 0, 0 },
-	{ "net", "gateway", K_IPV4_OPT, ST(gateway), 0, 0 },
-	{ "dataplane", "workers", K_U32, DP(workers), 1, DP_MAX_WORKERS },
-	{ "dataplane", "mbufs", K_U32, DP(mbufs), 511, 1u << 24 },
-	{ "dataplane", "mbuf_cache", K_U32, DP(mbuf_cache), 0, 512 },
-	{ "dataplane", "burst", K_U32, DP(burst), 1, DP_MAX_BURST },
-	{ "dataplane", "idle_spin_polls", K_U32, DP(idle_spin_polls), 0, 1u << 30 },
-	{ "dataplane", "idle_pause_polls", K_U32, DP(idle_pause_polls), 0, 1u << 30 },
-	{ "dataplane", "idle_sleep_max_us", K_U32, DP(idle_sleep_max_us), 16, 100000 },
-	{ "stack", "arp_entries", K_U32, ST(arp_entries), 16, 1u << 20 },
-	{ "stack", "arp_timeout_s", K_SEC_MS, ST(arp_timeout_ms), 1, 86400 },
-	{ "stack", "arp_retry_ms", K_U32, ST(arp_retry_ms), 10, 60000 },
-	{ "stack", "arp_retries", K_U32, ST(arp_retries), 1, 20 },
-	{ "stack", "arp_hold", K_U32, ST(arp_hold), 0, ARP_HOLD_MAX },
-	{ "stack", "icmp_rate", K_U32, ST(icmp_rate), 0, 1000000 },
-	{ "stack", "icmp_burst", K_U32, ST(icmp_burst), 1, 1000000 },
-	{ "tcp", "max_conns", K_U32, ST(tcp_max_conns), 16, 1u << 24 },
-	{ "tcp", "sndbuf", K_U32, ST(tcp_sndbuf), 4096, 64u << 20 },
-	{ "tcp", "rcvbuf", K_U32, ST(tcp_rcvbuf), 4096, 64u << 20 },
-	{ "tcp", "syn_backlog", K_U32, ST(tcp_syn_backlog), 1, 1u << 20 },
-	{ "tcp", "msl_ms", K_U32, ST(tcp_msl_ms), 100, 120000 },
-	{ "tcp", "rto_min_ms", K_U32, ST(tcp_rto_min_ms), 10, 10000 },
-	{ "tcp", "rto_max_ms", K_U32, ST(tcp_rto_max_ms), 1000, 600000 },
-	{ "tcp", "rto_init_ms", K_U32, ST(tcp_rto_init_ms), 100, 60000 },
-	{ "tcp", "retries", K_U32, ST(tcp_retries), 1, 30 },
-	{ "tcp", "syn_retries", K_U32, ST(tcp_syn_retries), 1, 20 },
-	{ "tcp", "delack_ms", K_U32, ST(tcp_delack_ms), 1, 500 },
-	{ "tcp", "fin_timeout_ms", K_U32, ST(tcp_fin_timeout_ms), 1000, 600000 },
-	{ "tcp", "timestamps", K_BOOL, ST(tcp_timestamps), 0, 0 },
-	{ "tcp", "sack", K_BOOL, ST(tcp_sack), 0, 0 },
-	{ "tcp", "window_scaling", K_BOOL, ST(tcp_wscale), 0, 0 },
-	{ "tcp", "congestion_control", K_CC, ST(tcp_cc), 0, 0 },
-	{ "tcp", "keepalive", K_BOOL, ST(tcp_keepalive), 0, 0 },
-	{ "tcp", "keepalive_idle_s", K_SEC_MS, ST(tcp_keepalive_idle_ms), 1, 86400 },
-	{ "tcp", "keepalive_intvl_s", K_SEC_MS, ST(tcp_keepalive_intvl_ms), 1, 3600 },
-	{ "tcp", "keepalive_probes", K_U32, ST(tcp_keepalive_probes), 1, 100 },
-	{ "tcp", "max_timewait", K_U32, ST(tcp_max_timewait), 0, 1u << 24 },
-	{ "tcp", "sndbuf_pool_pct", K_U32, ST(tcp_sndbuf_pool_pct), 1, 90 },
-	{ "tcp", "challenge_ack_limit", K_U32, ST(tcp_challenge_ack_limit), 1, 1000000 },
-	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535 },
-	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535 },
-	{ "diag", "chargen_port", K_U16, DG(chargen_port), 0, 65535 },
-	{ "diag", "udp_echo_port", K_U16, DG(udp_echo_port), 0, 65535 },
-	{ "diag", "connect", K_HOSTPORT, DG(connect_ip), 0, 0 },
-	{ "diag", "connect_per_worker", K_U32, DG(connect_per_worker), 1, 10000 },
-	{ "diag", "connect_bytes", K_U64, DG(connect_bytes), 0, 1ULL << 40 },
-	{ "diag", "connect_delay_ms", K_U32, DG(connect_delay_ms), 0, 3600000 },
-	{ "fault", "rx_loss_ppm", K_U32, DP(fault.rx_loss_ppm), 0, 1000000 },
-	{ "fault", "rx_corrupt_ppm", K_U32, DP(fault.rx_corrupt_ppm), 0, 1000000 },
-	{ "fault", "rx_duplicate_ppm", K_U32, DP(fault.rx_duplicate_ppm), 0, 1000000 },
-	{ "fault", "rx_reorder_ppm", K_U32, DP(fault.rx_reorder_ppm), 0, 1000000 },
-	{ "fault", "tx_loss_ppm", K_U32, DP(fault.tx_loss_ppm), 0, 1000000 },
-	{ "fault", "tx_corrupt_ppm", K_U32, DP(fault.tx_corrupt_ppm), 0, 1000000 },
-	{ "fault", "tx_duplicate_ppm", K_U32, DP(fault.tx_duplicate_ppm), 0, 1000000 },
-	{ "fault", "seed", K_U64, DP(fault.seed), 0, UINT64_MAX },
-	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0 },
+	{ "eal", "lcores", K_STR, DP(lcores), 0, 0, NULL },
+	{ "eal", "hugepages", K_BOOL, DP(hugepages), 0, 0, NULL },
+	{ "eal", "memory_mb", K_U32, DP(memory_mb), 64, 1u << 20, NULL },
+	{ "eal", "file_prefix", K_STR, DP(file_prefix), 0, 0, NULL },
+	{ "eal", "log_level", K_EAL_LOGLEVEL, DP(eal_log_level), 0, 0, NULL },
+	{ "port", "devargs", K_STR, DP(devargs), 0, 0, NULL },
+	{ "port", "rx_desc", K_U16, DP(rx_desc), 64, 16384, NULL },
+	{ "port", "tx_desc", K_U16, DP(tx_desc), 64, 16384, NULL },
+	{ "port", "mtu", K_U16, DP(mtu), 576, 9000, NULL },
+	{ "net", "address", K_PREFIX, ST(addr), 0, 0, NULL },
+	{ "net", "gateway", K_IPV4_OPT, ST(gateway), 0, 0, NULL },
+	{ "dataplane", "workers", K_U32, DP(workers), 1, DP_MAX_WORKERS, NULL },
+	{ "dataplane", "mbufs", K_U32, DP(mbufs), 511, 1u << 24, NULL },
+	{ "dataplane", "mbuf_cache", K_U32, DP(mbuf_cache), 0, 512, NULL },
+	{ "dataplane", "burst", K_U32, DP(burst), 1, DP_MAX_BURST, NULL },
+	{ "dataplane", "idle_spin_polls", K_U32, DP(idle_spin_polls), 0, 1u << 30, NULL },
+	{ "dataplane", "idle_pause_polls", K_U32, DP(idle_pause_polls), 0, 1u << 30, NULL },
+	{ "dataplane", "idle_sleep_max_us", K_U32, DP(idle_sleep_max_us), 16, 100000, NULL },
+	{ "stack", "arp_entries", K_U32, ST(arp_entries), 16, 1u << 20, NULL },
+	{ "stack", "arp_timeout_s", K_SEC_MS, ST(arp_timeout_ms), 1, 86400, NULL },
+	{ "stack", "arp_retry_ms", K_U32, ST(arp_retry_ms), 10, 60000, NULL },
+	{ "stack", "arp_retries", K_U32, ST(arp_retries), 1, 20, NULL },
+	{ "stack", "arp_hold", K_U32, ST(arp_hold), 0, ARP_HOLD_MAX, NULL },
+	{ "stack", "icmp_rate", K_U32, ST(icmp_rate), 0, 1000000, NULL },
+	{ "stack", "icmp_burst", K_U32, ST(icmp_burst), 1, 1000000, NULL },
+	{ "tcp", "max_conns", K_U32, ST(tcp_max_conns), 16, 1u << 24, NULL },
+	{ "tcp", "sndbuf", K_U32, ST(tcp_sndbuf), 4096, 64u << 20, NULL },
+	{ "tcp", "rcvbuf", K_U32, ST(tcp_rcvbuf), 4096, 64u << 20, NULL },
+	{ "tcp", "syn_backlog", K_U32, ST(tcp_syn_backlog), 1, 1u << 20, NULL },
+	{ "tcp", "msl_ms", K_U32, ST(tcp_msl_ms), 100, 120000, NULL },
+	{ "tcp", "rto_min_ms", K_U32, ST(tcp_rto_min_ms), 10, 10000, NULL },
+	{ "tcp", "rto_max_ms", K_U32, ST(tcp_rto_max_ms), 1000, 600000, NULL },
+	{ "tcp", "rto_init_ms", K_U32, ST(tcp_rto_init_ms), 100, 60000, NULL },
+	{ "tcp", "retries", K_U32, ST(tcp_retries), 1, 30, NULL },
+	{ "tcp", "syn_retries", K_U32, ST(tcp_syn_retries), 1, 20, NULL },
+	{ "tcp", "delack_ms", K_U32, ST(tcp_delack_ms), 1, 500, NULL },
+	{ "tcp", "fin_timeout_ms", K_U32, ST(tcp_fin_timeout_ms), 1000, 600000, NULL },
+	{ "tcp", "timestamps", K_BOOL, ST(tcp_timestamps), 0, 0, NULL },
+	{ "tcp", "sack", K_BOOL, ST(tcp_sack), 0, 0, NULL },
+	{ "tcp", "window_scaling", K_BOOL, ST(tcp_wscale), 0, 0, NULL },
+	{ "tcp", "congestion_control", K_CC, ST(tcp_cc), 0, 0, NULL },
+	{ "tcp", "keepalive", K_BOOL, ST(tcp_keepalive), 0, 0, NULL },
+	{ "tcp", "keepalive_idle_s", K_SEC_MS, ST(tcp_keepalive_idle_ms), 1, 86400, NULL },
+	{ "tcp", "keepalive_intvl_s", K_SEC_MS, ST(tcp_keepalive_intvl_ms), 1, 3600, NULL },
+	{ "tcp", "keepalive_probes", K_U32, ST(tcp_keepalive_probes), 1, 100, NULL },
+	{ "tcp", "max_timewait", K_U32, ST(tcp_max_timewait), 0, 1u << 24, NULL },
+	{ "tcp", "sndbuf_pool_pct", K_U32, ST(tcp_sndbuf_pool_pct), 1, 90, NULL },
+	{ "tcp", "challenge_ack_limit", K_U32, ST(tcp_challenge_ack_limit), 1, 1000000, NULL },
+	{ "diag", "echo_port", K_U16, DG(echo_port), 0, 65535, NULL },
+	{ "diag", "discard_port", K_U16, DG(discard_port), 0, 65535, NULL },
+	{ "diag", "chargen_port", K_U16, DG(chargen_port), 0, 65535, NULL },
+	{ "diag", "udp_echo_port", K_U16, DG(udp_echo_port), 0, 65535, NULL },
+	{ "diag", "connect", K_HOSTPORT, DG(connect_ip), 0, 0, NULL },
+	{ "diag", "connect_per_worker", K_U32, DG(connect_per_worker), 1, 10000, NULL },
+	{ "diag", "connect_bytes", K_U64, DG(connect_bytes), 0, 1ULL << 40, NULL },
+	{ "diag", "connect_delay_ms", K_U32, DG(connect_delay_ms), 0, 3600000, NULL },
+	{ "fault", "rx_loss_ppm", K_U32, DP(fault.rx_loss_ppm), 0, 1000000, NULL },
+	{ "fault", "rx_corrupt_ppm", K_U32, DP(fault.rx_corrupt_ppm), 0, 1000000, NULL },
+	{ "fault", "rx_duplicate_ppm", K_U32, DP(fault.rx_duplicate_ppm), 0, 1000000, NULL },
+	{ "fault", "rx_reorder_ppm", K_U32, DP(fault.rx_reorder_ppm), 0, 1000000, NULL },
+	{ "fault", "tx_loss_ppm", K_U32, DP(fault.tx_loss_ppm), 0, 1000000, NULL },
+	{ "fault", "tx_corrupt_ppm", K_U32, DP(fault.tx_corrupt_ppm), 0, 1000000, NULL },
+	{ "fault", "tx_duplicate_ppm", K_U32, DP(fault.tx_duplicate_ppm), 0, 1000000, NULL },
+	{ "fault", "seed", K_U64, DP(fault.seed), 0, UINT64_MAX, NULL },
+	{ "smtp", "hostname", K_STR, SM(hostname), 0, 0, NULL },
+	{ "smtp", "listen", K_PORTS, SM(listen), 0, 0, NULL },
+	{ "smtp", "max_message_size", K_U64, SM(max_message_size), 1024, 1ULL << 36, NULL },
+	{ "smtp", "max_recipients", K_U32, SM(max_recipients), 100, 100000, NULL },
+	{ "smtp", "max_errors", K_U32, SM(max_errors), 1, 1000, NULL },
+	{ "smtp", "max_line", K_U32, SM(max_line), 512, 65536, NULL },
+	{ "smtp", "max_text_line", K_U32, SM(max_text_line), 1000, 1u << 20, NULL },
+	{ "smtp", "max_received", K_U32, SM(max_received), 0, 1000, NULL },
+	{ "smtp", "bare_lf", K_ENUM, SM(bare_lf), 0, 0, bare_names },
+	{ "smtp", "vrfy", K_ENUM, SM(vrfy), 0, 0, vrfy_names },
+	{ "smtp", "command_timeout_s", K_SEC_MS, SM(command_timeout_ms), 1, 86400, NULL },
+	{ "smtp", "data_timeout_s", K_SEC_MS, SM(data_timeout_ms), 1, 86400, NULL },
+	{ "smtp", "min_data_rate", K_U32, SM(min_data_rate), 0, 1u << 30, NULL },
+	{ "smtp", "data_rate_grace_s", K_SEC_MS, SM(data_rate_grace_ms), 1, 3600, NULL },
+	{ "smtp", "max_conns", K_U32, SM(max_conns), 1, 1u << 24, NULL },
+	{ "smtp", "max_conns_per_client", K_U32, SM(max_conns_per_client), 1, 1u << 24, NULL },
+	{ "policy", "local_domains", K_LIST, PO(local_domains), 0, 0, NULL },
+	{ "policy", "relay_domains", K_LIST, PO(relay_domains), 0, 0, NULL },
+	{ "policy", "trusted_networks", K_LIST, PO(trusted_networks), 0, 0, NULL },
+	{ "policy", "users_file", K_LIST, PO(users_file), 0, 0, NULL },
+	{ "spool", "dir", K_STR, SP(dir), 0, 0, NULL },
+	{ "spool", "writers", K_U32, SP(writers), 1, SPOOL_MAX_WRITERS, NULL },
+	{ "spool", "segment_mb", K_MIB64, SP(segment_bytes), 1, 65536, NULL },
+	{ "spool", "batch_max_kb", K_KIB32, SP(batch_max_bytes), 4, 1u << 20, NULL },
+	{ "spool", "batch_max_delay_us", K_U32, SP(batch_max_delay_us), 0, 1000000, NULL },
+	{ "spool", "ring_size", K_U32, SP(ring_size), 64, 1u << 20, NULL },
+	{ "spool", "retry_ms", K_U32, SP(retry_ms), 10, 600000, NULL },
+	{ "spool", "preallocate", K_BOOL, SP(preallocate), 0, 0, NULL },
+	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0, NULL },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -251,6 +291,73 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 			return -1;
 		}
 		return 0;
+	case K_ENUM:
+		for (uint32_t i = 0; k->names[i] != NULL; i++)
+			if (strcmp(v, k->names[i]) == 0) {
+				*(uint32_t *)p = i;
+				return 0;
+			}
+		snprintf(why, whylen, "'%s' is not one of:", v);
+		for (uint32_t i = 0; k->names[i] != NULL; i++) {
+			size_t l = strlen(why);
+			snprintf(why + l, whylen - l, " %s", k->names[i]);
+		}
+		return -1;
+	case K_LIST:
+		if (strlen(v) >= k->size) {
+			snprintf(why, whylen, "longer than %zu characters",
+				 k->size - 1);
+			return -1;
+		}
+		strcpy(p, v);
+		return 0;
+	case K_MIB64:
+	case K_KIB32:
+		rc = parse_u32(v, (uint32_t)k->min, (uint32_t)k->max, &u32);
+		if (rc != 0) {
+			snprintf(why, whylen, "'%s' is not a whole number from "
+				 "%llu to %llu", v, (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+			return -1;
+		}
+		if (k->type == K_MIB64)
+			*(uint64_t *)p = (uint64_t)u32 << 20;
+		else
+			*(uint32_t *)p = u32 << 10;
+		return 0;
+	case K_PORTS: {
+		struct smtpd_conf *sc = &c->smtpd;
+		char buf[256], *tok, *save = NULL;
+		uint32_t n = 0;
+
+		if (strlen(v) >= sizeof(buf)) {
+			snprintf(why, whylen, "too long");
+			return -1;
+		}
+		strcpy(buf, v);
+		for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+		     tok = strtok_r(NULL, ", \t", &save)) {
+			if (n == SMTPD_MAX_LISTEN) {
+				snprintf(why, whylen, "more than %d ports",
+					 SMTPD_MAX_LISTEN);
+				return -1;
+			}
+			if (parse_u32(tok, 1, 65535, &u32) != 0) {
+				snprintf(why, whylen, "'%s' is not a port "
+					 "number (1-65535)", tok);
+				return -1;
+			}
+			for (uint32_t i = 0; i < n; i++)
+				if (sc->listen[i] == u32) {
+					snprintf(why, whylen, "port %u listed "
+						 "twice", u32);
+					return -1;
+				}
+			sc->listen[n++] = (uint16_t)u32;
+		}
+		sc->nlisten = n;
+		return 0;
+	}
 	case K_IPV4_OPT:
 		if (*v == '\0') {
 			*(uint32_t *)p = 0;
@@ -337,6 +444,46 @@ static const char *check(const struct dpmail_conf *c, char *why, size_t len)
 		snprintf(why, len, "must be at least 16");
 		return "idle_sleep_max_us";
 	}
+	if ((c->spool.ring_size & (c->spool.ring_size - 1)) != 0) {
+		snprintf(why, len, "must be a power of 2");
+		return "ring_size";
+	}
+	if (c->smtpd.nlisten > 0 && (c->diag.echo_port != 0 ||
+	    c->diag.discard_port != 0 || c->diag.chargen_port != 0)) {
+		for (uint32_t i = 0; i < c->smtpd.nlisten; i++) {
+			uint16_t p = c->smtpd.listen[i];
+			if (p == c->diag.echo_port || p == c->diag.discard_port ||
+			    p == c->diag.chargen_port) {
+				snprintf(why, len, "port %u is also a [diag] "
+					 "port", p);
+				return "listen";
+			}
+		}
+	}
+	{
+		/* each list alone, so the error names its key */
+		static const struct { const char *key; size_t off; } lists[] = {
+			{ "local_domains",
+			  offsetof(struct mta_policy_conf, local_domains) },
+			{ "relay_domains",
+			  offsetof(struct mta_policy_conf, relay_domains) },
+			{ "trusted_networks",
+			  offsetof(struct mta_policy_conf, trusted_networks) },
+		};
+		static struct mta_policy_conf one;
+		for (size_t i = 0; i < sizeof(lists) / sizeof(*lists); i++) {
+			memset(&one, 0, sizeof(one));
+			memcpy((char *)&one + lists[i].off,
+			       (const char *)&c->policy + lists[i].off,
+			       MTA_POLICY_LIST_MAX);
+			if (mta_policy_check_lists(&one, why, len) != 0)
+				return lists[i].key;
+		}
+	}
+	if (c->spool.batch_max_bytes > c->spool.segment_bytes) {
+		snprintf(why, len, "must not exceed segment_mb");
+		return "batch_max_kb";
+	}
 	if ((uint64_t)c->dp.mbuf_cache * 3 > (uint64_t)c->dp.mbufs * 2) {
 		snprintf(why, len, "must be at most mbufs / 1.5 (a DPDK limit)");
 		return "mbuf_cache";
@@ -349,6 +496,12 @@ void config_defaults(struct dpmail_conf *c)
 	memset(c, 0, sizeof(*c));
 	dp_conf_defaults(&c->dp);
 	stack_conf_defaults(&c->stack);
+	smtpd_conf_defaults(&c->smtpd);
+	spool_conf_defaults(&c->spool);
+	snprintf(c->policy.local_domains, sizeof(c->policy.local_domains),
+		 "dpmail.test");
+	snprintf(c->policy.users_file, sizeof(c->policy.users_file),
+		 "etc/users");
 	c->diag.connect_per_worker = 1;
 	c->diag.connect_delay_ms = 1000;
 	c->log_level = LOG_INFO;

@@ -12,12 +12,18 @@
 #include "dataplane/dp_conf.h"
 #include "tcpstack/stack.h"
 #include "mgmt/diag.h"
+#include "mgmt/smtpd.h"
+#include "mta/mta_policy.h"
+#include "store/spool.h"
 
 struct dpmail_conf {
 	char path[4096];
 	struct dp_conf dp;
 	struct stack_conf stack;
 	struct diag_conf diag;
+	struct smtpd_conf smtpd;
+	struct spool_conf spool;
+	struct mta_policy_conf policy;
 	enum log_level log_level;
 };
 

@@ -26,6 +26,9 @@
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
 #include "mgmt/diag.h"
+#include "mgmt/smtpd.h"
+#include "mta/mta_policy.h"
+#include "store/spool.h"
 
 static volatile sig_atomic_t got_stop, got_dump;
 
@@ -37,26 +40,89 @@ static void on_signal(int sig)
 		got_stop = sig;
 }
 
+/* What one worker lcore runs: its stack and the services on it. */
+struct wctx {
+	struct stack *st;
+	struct smtpd_worker *smtp;
+};
+
 static void w_input(void *ctx, struct rte_mbuf **pkts, uint16_t n)
 {
-	stack_input(ctx, pkts, n);
+	stack_input(((struct wctx *)ctx)->st, pkts, n);
 }
 
 static void w_tick(void *ctx, uint64_t now_ms)
 {
-	stack_tick(ctx, now_ms);
+	struct wctx *w = ctx;
+
+	stack_tick(w->st, now_ms);
+	if (w->smtp != NULL)
+		smtpd_tick(w->smtp, now_ms);
 }
 
 static void w_flush(void *ctx)
 {
-	stack_flush(ctx);
+	stack_flush(((struct wctx *)ctx)->st);
+}
+
+static bool w_poll(void *ctx)
+{
+	struct wctx *w = ctx;
+
+	return w->smtp != NULL && smtpd_poll(w->smtp);
 }
 
 static const struct dp_worker_ops stack_worker_ops = {
 	.input = w_input,
 	.tick = w_tick,
 	.flush = w_flush,
+	.poll = w_poll,
 };
+
+static struct wctx wctx[DP_MAX_WORKERS];
+static struct spool *the_spool;
+
+static void print_services(char *buf, size_t *lenp, size_t size, unsigned n)
+{
+	size_t len = *lenp;
+	struct smtpd_counters t = { 0 };
+	bool any = false;
+
+	for (unsigned w = 0; w < n; w++) {
+		const struct smtpd_counters *c;
+		if (wctx[w].smtp == NULL)
+			continue;
+		any = true;
+		c = smtpd_get_counters(wctx[w].smtp);
+#define X(f) t.f += c->f;
+		SMTPD_COUNTERS(X)
+#undef X
+	}
+	if (any) {
+#define X(f) len += (size_t)snprintf(buf + len, size - len, "  %-30s %llu\n", \
+				     "smtp." #f, (unsigned long long)t.f);
+		SMTPD_COUNTERS(X)
+#undef X
+	}
+	if (the_spool != NULL) {
+		struct spool_stats st;
+		spool_get_stats(the_spool, &st);
+		len += (size_t)snprintf(buf + len, size - len,
+			"  %-30s %llu\n  %-30s %llu\n  %-30s %llu\n"
+			"  %-30s %llu\n  %-30s %llu\n  %-30s %llu\n"
+			"  %-30s %llu\n",
+			"spool.batches", (unsigned long long)st.batches,
+			"spool.records", (unsigned long long)st.records,
+			"spool.bytes", (unsigned long long)st.bytes,
+			"spool.fsyncs", (unsigned long long)st.fsyncs,
+			"spool.errors", (unsigned long long)st.errors,
+			"spool.msgs_live", (unsigned long long)st.msgs_live,
+			"spool.segments", (unsigned long long)st.segments);
+	}
+	if (len > size)
+		len = size;
+	*lenp = len;
+}
 
 /* One write for the whole table so it never interleaves with logs. */
 static void print_counters(struct stack **stacks, unsigned n,
@@ -131,6 +197,7 @@ static void print_counters(struct stack **stacks, unsigned n,
 				(unsigned long long)dp->workers[w].stats.steered_in);
 		}
 	}
+	print_services(buf, &len, sizeof(buf), n);
 	if (dp_fault_enabled(&dp->conf.fault)) {
 		struct dp_fault_stats t = { 0 };
 		for (unsigned w = 0; w < dp->nworkers; w++) {
@@ -179,6 +246,10 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	static struct dp dp;
 	struct stack *stacks[DP_MAX_WORKERS] = { 0 };
 	void *ctx[DP_MAX_WORKERS];
+	struct mta_policy *policy = NULL;
+	struct smtpd_shared *smtp_sh = NULL;
+	struct spool_recovery rec;
+	char err[512];
 	sigset_t sigs, old;
 	unsigned nstacks = 0, leaked;
 	int rc, exit_code = 1;
@@ -192,12 +263,41 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	/* EAL's threads and the workers inherit this mask */
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
-	if (dp_eal_init(&conf->dp, prog) != 0)
+	if (conf->smtpd.nlisten > 0) {
+		size_t nd, nu, nr, nn;
+		rc = mta_policy_load(&policy, &conf->policy, err, sizeof(err));
+		if (rc != 0) {
+			LOG(LOG_ERR, "policy: %s", err);
+			return 1;
+		}
+		mta_policy_describe(policy, &nd, &nu, &nr, &nn);
+		LOG(LOG_INFO, "policy: %zu local domain%s (%s), %zu user%s, "
+		    "%zu relay domain%s, %zu trusted network%s", nd,
+		    nd == 1 ? "" : "s", conf->policy.local_domains, nu,
+		    nu == 1 ? "" : "s", nr, nr == 1 ? "" : "s", nn,
+		    nn == 1 ? "" : "s");
+	}
+	if (dp_eal_init(&conf->dp, prog) != 0) {
+		mta_policy_free(policy);
 		return 1;
+	}
 	rc = dp_open(&dp, &conf->dp);
 	if (rc != 0)
 		goto out;
 	dp_describe(&dp);
+	if (policy != NULL) {
+		rc = spool_open(&the_spool, &conf->spool, dp.nworkers, &rec);
+		if (rc != 0) {
+			LOG(LOG_ERR, "spool: cannot open %s: %s",
+			    conf->spool.dir, strerror(-rc));
+			goto out;
+		}
+		smtp_sh = smtpd_shared_new(&conf->smtpd, policy, the_spool);
+		if (smtp_sh == NULL) {
+			LOG(LOG_ERR, "smtpd: out of memory");
+			goto out;
+		}
+	}
 
 	for (unsigned i = 0; i < dp.nworkers; i++) {
 		struct dp_worker *w = &dp.workers[i];
@@ -218,7 +318,8 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			goto out;
 		}
 		nstacks++;
-		ctx[i] = stacks[i];
+		wctx[i].st = stacks[i];
+		ctx[i] = &wctx[i];
 		stack_set_steering(stacks[i], dp.nworkers, dp.steer_seed);
 		rc = diag_start(stacks[i], &conf->diag);
 		if (rc != 0) {
@@ -226,6 +327,21 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			    strerror(-rc));
 			goto out;
 		}
+		if (smtp_sh != NULL) {
+			rc = smtpd_start(smtp_sh, stacks[i], i, &wctx[i].smtp);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	if (smtp_sh != NULL) {
+		char ports[64] = "";
+		for (uint32_t i = 0; i < conf->smtpd.nlisten; i++)
+			snprintf(ports + strlen(ports), sizeof(ports) -
+				 strlen(ports), "%s%u", i ? ", " : "",
+				 conf->smtpd.listen[i]);
+		LOG(LOG_INFO, "smtpd: listening on port%s %s as %s",
+		    conf->smtpd.nlisten == 1 ? "" : "s", ports,
+		    conf->smtpd.hostname);
 	}
 	if (dp_launch(&dp, &stack_worker_ops, ctx) != 0)
 		goto out;
@@ -256,8 +372,21 @@ out:
 		stack_fini(stacks[i]);
 		diag_stop(stacks[i]);
 	}
+	/* sessions still waiting for the spool get their answer */
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++)
+		smtpd_drain(wctx[i].smtp);
 	if (nstacks > 0)
 		print_counters(stacks, nstacks, &dp);
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++) {
+		smtpd_free(wctx[i].smtp);
+		wctx[i].smtp = NULL;
+	}
+	if (the_spool != NULL) {
+		spool_close(the_spool);
+		the_spool = NULL;
+	}
+	smtpd_shared_free(smtp_sh);
+	mta_policy_free(policy);
 	for (unsigned i = 0; i < nstacks; i++)
 		rte_free(stacks[i]);
 	leaked = dp_mbufs_in_use(&dp);

@@ -353,7 +353,10 @@ class Lab:
                 ("eal", "file_prefix", self.ns),
                 ("port", "devargs", self.devargs()),
                 ("net", "address", f"{DAEMON_IP}/{PREFIX_LEN}"),
-                ("dataplane", "workers", "1")):
+                ("dataplane", "workers", "1"),
+                # each lab its own spool; users from the repo's file
+                ("spool", "dir", str(self.workdir / "spool")),
+                ("policy", "users_file", str(REPO / "etc" / "users"))):
             text = set_ini(text, sec, key, val)
         for sec, kv in self.config.items():
             for key, val in kv.items():

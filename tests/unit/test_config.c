@@ -43,6 +43,11 @@ Test(config, shipped_default_file_loads)
 	cr_assert_str_eq(c.dp.devargs, "net_tap0,iface=dpm0");
 	cr_assert_eq(c.dp.workers, 1);
 	cr_assert_eq(c.stack.prefix_len, 24);
+	cr_assert_eq(c.smtpd.nlisten, 2);
+	cr_assert_eq(c.smtpd.listen[0], 25);
+	cr_assert_eq(c.smtpd.listen[1], 587);
+	cr_assert_str_eq(c.policy.local_domains, "dpmail.test");
+	cr_assert_str_eq(c.spool.dir, "var/spool");
 }
 
 Test(config, values_are_applied)
@@ -56,6 +61,11 @@ Test(config, values_are_applied)
 		"[tcp]\nkeepalive = yes\nkeepalive_idle_s = 30\n"
 		"congestion_control = newreno\n"
 		"[diag]\nconnect = 198.18.0.1:25\nconnect_bytes = 1048576\n"
+		"[smtp]\nlisten = 2525\nbare_lf = normalize\nvrfy = disabled\n"
+		"max_message_size = 1048576\ncommand_timeout_s = 60\n"
+		"[policy]\nrelay_domains = .example.org\n"
+		"trusted_networks = 198.18.0.0/15\n"
+		"[spool]\nsegment_mb = 8\nbatch_max_kb = 256\nwriters = 2\n"
 		"[log]\nlevel = debug\n");
 
 	cr_assert_eq(config_load(&c, p, err, sizeof(err)), 0, "%s", err);
@@ -69,6 +79,16 @@ Test(config, values_are_applied)
 	cr_assert_eq(c.diag.connect_port, 25);
 	cr_assert_eq(c.diag.connect_bytes, 1048576);
 	cr_assert_eq(c.log_level, LOG_DEBUG);
+	cr_assert_eq(c.smtpd.nlisten, 1);
+	cr_assert_eq(c.smtpd.listen[0], 2525);
+	cr_assert_eq(c.smtpd.bare_lf, SMTP_BARE_NORMALIZE);
+	cr_assert_eq(c.smtpd.vrfy, SMTP_VRFY_502);
+	cr_assert_eq(c.smtpd.max_message_size, 1048576);
+	cr_assert_eq(c.smtpd.command_timeout_ms, 60000);
+	cr_assert_str_eq(c.policy.relay_domains, ".example.org");
+	cr_assert_eq(c.spool.segment_bytes, 8u << 20);
+	cr_assert_eq(c.spool.batch_max_bytes, 256u << 10);
+	cr_assert_eq(c.spool.writers, 2);
 }
 
 struct bad {
@@ -96,6 +116,23 @@ Test(config, bad_input_names_file_line_and_reason)
 		{ "[log]\nlevel = loud\n", "[log] level:" },
 		{ "[eal]\nthis line has no equals sign\n", ":2: syntax error" },
 		{ "[port]\ndevargs =\n", "must not be empty" },
+		{ "[smtp]\nlisten = 25, 0\n", ":2: [smtp] listen: '0' is not a port" },
+		{ "[smtp]\nlisten = 25 25\n", "port 25 listed twice" },
+		{ "[smtp]\nlisten = 1,2,3,4,5,6,7,8,9\n", "more than 8 ports" },
+		{ "[smtp]\nbare_lf = strip\n", "'strip' is not one of: reject normalize" },
+		{ "[smtp]\nvrfy = yes\n", "[smtp] vrfy:" },
+		{ "[smtp]\nmax_recipients = 50\n", "[smtp] max_recipients:" },
+		{ "[smtp]\nmax_line = 100\n", "[smtp] max_line:" },
+		{ "[smtp]\nlisten = 7\n[diag]\necho_port = 7\n",
+		  ":2: [smtp] listen: port 7 is also a [diag] port" },
+		{ "[policy]\n\nlocal_domains = ok.test, bad_domain\n",
+		  ":3: [policy] local_domains: 'bad_domain' is not a domain" },
+		{ "[policy]\ntrusted_networks = 10.0.0.0/8 10.1/8\n",
+		  "[policy] trusted_networks: '10.1/8'" },
+		{ "[spool]\nring_size = 1000\n", "[spool] ring_size: must be a power of 2" },
+		{ "[spool]\nwriters = 0\n", "[spool] writers:" },
+		{ "[spool]\nsegment_mb = 1\nbatch_max_kb = 2048\n",
+		  "[spool] batch_max_kb: must not exceed segment_mb" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

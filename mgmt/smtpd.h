@@ -1,0 +1,83 @@
+/*
+ * smtpd.h: the SMTP service: listeners on each worker's stack, one SMTP
+ * engine (smtp/) per connection, messages handed to the spool (store/)
+ * and answered from its completion ring.
+ *
+ * Owns: the sessions (one per connection, freed when both the connection
+ * and any spool request of theirs are finished), the listeners, the
+ * connection limits (total and per client address, shared by all workers
+ * through atomic counters), and the timeouts and minimum data rate
+ * (checked once a second from the worker's tick).
+ *
+ * Threads: smtpd_start/smtpd_stop on the main thread while workers are
+ * stopped; everything else on the owning worker.
+ */
+#ifndef DPMAIL_MGMT_SMTPD_H
+#define DPMAIL_MGMT_SMTPD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "smtp/smtp_server.h"
+
+struct stack;
+struct spool;
+struct mta_policy;
+
+#define SMTPD_MAX_LISTEN 8
+
+struct smtpd_conf {
+	char hostname[256];
+	uint16_t listen[SMTPD_MAX_LISTEN];
+	uint32_t nlisten;
+	uint64_t max_message_size;
+	uint32_t max_recipients, max_errors, max_line, max_text_line;
+	uint32_t max_received;
+	uint32_t bare_lf;           /* enum smtp_bare_policy */
+	uint32_t vrfy;              /* enum smtp_vrfy_policy */
+	uint32_t command_timeout_ms, data_timeout_ms;
+	uint32_t min_data_rate;     /* bytes/s in DATA; 0 = off */
+	uint32_t data_rate_grace_ms;
+	uint32_t max_conns, max_conns_per_client;
+};
+void smtpd_conf_defaults(struct smtpd_conf *c);
+
+/* Counters one worker keeps (summed by mgmt). */
+#define SMTPD_COUNTERS(X) \
+	X(connections) X(refused_total) X(refused_per_client) \
+	X(messages_queued) X(messages_tempfailed) X(bytes_queued) \
+	X(rcpt_accepted) X(rcpt_rejected) X(timeouts) X(slow_data) \
+	X(commands) X(command_errors) X(sessions_live)
+
+struct smtpd_counters {
+#define X(n) uint64_t n;
+	SMTPD_COUNTERS(X)
+#undef X
+};
+
+struct smtpd_shared; /* limits shared by all workers */
+
+/* Shared state for nworkers; NULL on -ENOMEM. */
+struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
+				      const struct mta_policy *policy,
+				      struct spool *sp);
+void smtpd_shared_free(struct smtpd_shared *sh);
+
+struct smtpd_worker;
+/* Opens the listeners on this worker's stack. 0 or negative errno. */
+int smtpd_start(struct smtpd_shared *sh, struct stack *st, unsigned worker,
+		struct smtpd_worker **out);
+/* Once per loop: spool completions. True if any came. */
+bool smtpd_poll(struct smtpd_worker *w);
+/* From the worker's tick: timeouts, once a second. */
+void smtpd_tick(struct smtpd_worker *w, uint64_t now_ms);
+/* After the stack has closed every connection (workers stopped): waits
+ * for the spool's answers to sessions still waiting, frees the sessions. */
+void smtpd_drain(struct smtpd_worker *w);
+/* Drains, then frees the worker's part (counters included). */
+void smtpd_free(struct smtpd_worker *w);
+const struct smtpd_counters *smtpd_get_counters(const struct smtpd_worker *w);
+/* Live sessions on this worker. */
+uint64_t smtpd_sessions(const struct smtpd_worker *w);
+
+#endif
