@@ -441,9 +441,11 @@ class LoadStats:
         self.in_flight_lost = 0     # DATA sent, connection died before reply
         self.conn_errors = 0
         self.sessions = 0
+        self.closed_421 = 0         # sessions the server ended with 421
         self.lat = []               # seconds, end of data -> 250
         self.codes = {}
-        self.errors = []
+        self.errors = []            # connection and session failures
+        self.rejects = []           # refused transactions
 
 
 def percentile(xs, p):
@@ -466,7 +468,8 @@ async def _read_reply(reader, rd, pending, timeout):
 async def _session(cfg, counter, stats, record, stop):
     """One client session loop: connect, EHLO, up to per_conn messages
     (MAIL/RCPT/DATA pipelined when offered), QUIT; again while messages
-    are left. Any connection error: count, back off, reconnect."""
+    are left (also after a 421). Any connection error: count, and with
+    cfg.retry back off and reconnect, else end this session loop."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         if counter[0] >= cfg.messages:
@@ -494,6 +497,7 @@ async def _session(cfg, counter, stats, record, stop):
         stats.sessions += 1
         rd, pending = ReplyReader(), []
         inflight = None
+        closed = False
         try:
             r = await _read_reply(reader, rd, pending, cfg.timeout)
             if r.code != 220:
@@ -536,12 +540,16 @@ async def _session(cfg, counter, stats, record, stop):
                         stats.permfail += 1
                     else:
                         stats.tempfail += 1
-                    if len(stats.errors) < 20:
-                        stats.errors.append(f"envelope: {replies}")
-                    if code == 421:
+                    if len(stats.rejects) < 20:
+                        stats.rejects.append(f"envelope: {replies}")
+                    if any(x.code == 421 for x in replies):
+                        closed = True
                         break
                     writer.write(b"RSET\r\n")
-                    await _read_reply(reader, rd, pending, cfg.timeout)
+                    if (await _read_reply(reader, rd, pending,
+                                          cfg.timeout)).code == 421:
+                        closed = True
+                        break
                     continue
                 writer.write(dot_stuff(data))
                 await writer.drain()
@@ -566,12 +574,17 @@ async def _session(cfg, counter, stats, record, stop):
                     if record is not None and cfg.record_failures:
                         record({"seq": seq, "code": r.code, "text": r.text})
                     if r.code == 421:
+                        closed = True
                         break
-            writer.write(b"QUIT\r\n")
-            try:
-                await _read_reply(reader, rd, pending, cfg.timeout)
-            except (ConnectionError, asyncio.TimeoutError, OSError):
-                pass
+            if closed:
+                # 421: the server closes; a new session takes over
+                stats.closed_421 += 1
+            else:
+                writer.write(b"QUIT\r\n")
+                try:
+                    await _read_reply(reader, rd, pending, cfg.timeout)
+                except (ConnectionError, asyncio.TimeoutError, OSError):
+                    pass
         except (ConnectionError, asyncio.TimeoutError, OSError,
                 SMTPError, asyncio.IncompleteReadError) as e:
             stats.conn_errors += 1
@@ -666,6 +679,7 @@ def summary(stats, secs, cfg):
         "acked": stats.acked, "tempfail": stats.tempfail,
         "permfail": stats.permfail, "in_flight_lost": stats.in_flight_lost,
         "conn_errors": stats.conn_errors, "smtp_sessions": stats.sessions,
+        "closed_421": stats.closed_421,
         "codes": {str(k): v for k, v in sorted(stats.codes.items())},
         "seconds": round(secs, 3),
         "msgs_per_s": round(stats.acked / secs, 1) if secs else None,
@@ -674,6 +688,7 @@ def summary(stats, secs, cfg):
         "lat_max_ms": _ms(max(lat) if lat else None),
         "lat_mean_ms": _ms(statistics.mean(lat) if lat else None),
         "errors": stats.errors[:10],
+        "rejects": stats.rejects[:5],
     }
 
 

@@ -28,6 +28,21 @@ QUEUED_LOG_RE = re.compile(
     r"size=(\d+): queued")
 
 
+def wait_reachable(lab, timeout=15):
+    """Until the daemon answers a ping (its ARP reply included): right
+    after start the kernel's first ARP requests sometimes go unanswered
+    for seconds, and a connect then fails with EHOSTUNREACH."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = lab.run(["ping", "-c", "1", "-W", "1", DAEMON_IP], check=False,
+                      timeout=10)
+        if res.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"198.18.0.2 does not answer ping after "
+                           f"{timeout}s; log tail:\n{lab.log_tail()}")
+
+
 def conn(lab, port=25, timeout=10.0, greet=True):
     """A blocking SMTP client connected to the daemon (greeting read)."""
     return sc.Conn(lab.ns, DAEMON_IP, port, timeout=timeout, greet=greet)
