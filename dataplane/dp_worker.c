@@ -11,6 +11,7 @@
 #include "dataplane/dp.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -106,6 +107,14 @@ static int worker_main(void *arg)
 
 	/* default timer slack (50 us) would stretch every short sleep */
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+	{
+		/* the PMD's readiness signal (net_tap's SIGIO) is for the
+		 * workers: the daemon blocks it everywhere else */
+		sigset_t io;
+		sigemptyset(&io);
+		sigaddset(&io, SIGIO);
+		pthread_sigmask(SIG_UNBLOCK, &io, NULL);
+	}
 	LOG(LOG_INFO, "dataplane: worker %u polling queue %u on lcore %u",
 	    w->index, w->q.queue_id, w->lcore_id);
 

@@ -58,6 +58,7 @@ struct smtpd_worker {
 	struct listener_ctx lctx[SMTPD_MAX_LISTEN];
 	struct sess *head;       /* every live session */
 	struct sess *failed;     /* submissions refused, answered on poll */
+	struct sess *reap;       /* finished sessions, freed on poll */
 	uint64_t last_sweep_ms;
 	struct smtpd_counters cnt;
 };
@@ -68,12 +69,14 @@ struct sess {
 	struct smtp_server *eng;
 	struct sess *prev, *next;
 	struct sess *fnext;          /* on w->failed */
+	struct sess *rnext;          /* on w->reap */
 	uint8_t *out;
 	size_t out_len, out_cap;
 	uint32_t client_ip;          /* network order */
 	uint32_t slot;               /* per_client index */
 	uint64_t last_ms, data_start_ms, data_bytes, close_ms;
 	bool close_wanted, paused, req_busy, in_accept, in_data, peer_closed;
+	bool reaping;
 	struct spool_req req;
 	char client[24];             /* "a.b.c.d[port]" for logs */
 };
@@ -114,11 +117,25 @@ static void sess_free(struct sess *s)
 	free(s);
 }
 
-/* Frees the session if nothing refers to it any more. */
+/* Once nothing refers to the session any more (no connection, no spool
+ * request), it is freed at the start of the next poll: never inside a
+ * callback of the engine or the stack that may still use it. */
 static void sess_maybe_free(struct sess *s)
 {
-	if (s->c == NULL && !s->req_busy)
+	if (s->c == NULL && !s->req_busy && !s->reaping) {
+		s->reaping = true;
+		s->rnext = s->w->reap;
+		s->w->reap = s;
+	}
+}
+
+static void reap(struct smtpd_worker *w)
+{
+	while (w->reap != NULL) {
+		struct sess *s = w->reap;
+		w->reap = s->rnext;
 		sess_free(s);
+	}
 }
 
 static void set_paused(struct sess *s, bool p)
@@ -153,6 +170,7 @@ static void flush_out(struct sess *s)
 	if (s->close_wanted && s->out_len == 0 && !s->in_accept) {
 		tcp_close(s->c);
 		s->c = NULL;
+		sess_maybe_free(s);
 		return;
 	}
 	update_pause(s);
@@ -186,6 +204,7 @@ static void op_write(void *user, const void *data, size_t len)
 			       "replies; resetting", s->client);
 			tcp_abort(s->c);
 			s->c = NULL;
+			sess_maybe_free(s);
 			return;
 		}
 		s->out = o;
@@ -448,6 +467,7 @@ bool smtpd_poll(struct smtpd_worker *w)
 	struct spool_req *done[32];
 	unsigned n, total = 0;
 
+	reap(w);
 	while (w->failed != NULL) {
 		struct sess *s = w->failed;
 		w->failed = s->fnext;
@@ -616,11 +636,18 @@ void smtpd_drain(struct smtpd_worker *w)
 	if (w == NULL)
 		return;
 	/* the stack is gone: every session left waits for the spool */
-	while (w->head != NULL) {
-		struct sess *s = w->head;
+	for (;;) {
+		struct sess *s;
+
+		reap(w);
+		if (w->head == NULL)
+			break;
+		s = w->head;
 		if (!s->req_busy) {
-			s->c = NULL;
-			sess_free(s);
+			if (!s->reaping) {
+				s->c = NULL;
+				sess_free(s);
+			}
 			continue;
 		}
 		if (!smtpd_poll(w)) {
