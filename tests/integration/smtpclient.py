@@ -218,10 +218,13 @@ class Conn:
         return self.cmd(f"EHLO {name}")
 
     def data(self, payload, timeout=None):
-        """DATA with `payload` (unstuffed; CRLF lines) -> final reply."""
+        """DATA with `payload` (unstuffed; CRLF lines, one is added at the
+        end if missing) -> the final reply."""
         r = self.cmd("DATA")
         if r.code != 354:
             return r
+        if payload and not payload.endswith(CRLF):
+            payload += CRLF
         self.send(dot_stuff(payload) + b".\r\n")
         return self.reply(timeout)
 

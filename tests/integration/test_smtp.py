@@ -15,6 +15,8 @@ Run as root; the lab's namespace, daemon and spool are per test.
 
 import re
 import socket
+import struct
+import threading
 import time
 from email.message import EmailMessage
 
@@ -296,6 +298,81 @@ def test_dsn_parameters(lab):
     assert r1.get("orcpt") == "", r1
 
 
+def test_every_byte_split(lab):
+    """A whole transaction sent one byte per TCP segment (Nagle off):
+    the parsers take any split, dot-stuffing across segments included."""
+    data = b"Subject: split\r\n\r\n.\r\n..x\r\n.y\r\nend\r\n"
+    wire = (b"EHLO split.example\r\nMAIL FROM:<split@client.example>\r\n"
+            b"RCPT TO:<alice@dpmail.test>\r\nDATA\r\n")
+    with sl.conn(lab) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(wire)):
+            c.send(wire[i:i + 1])
+            time.sleep(0.001)
+        rs = [c.reply() for _ in range(4)]
+        assert [r.code for r in rs] == [250, 250, 250, 354], rs
+        body = sc.dot_stuff(data) + b".\r\n"
+        for i in range(len(body)):
+            c.send(body[i:i + 1])
+            time.sleep(0.001)
+        r = c.reply()
+        assert r.code == 250 and r.qid, r
+    sl.assert_stored(lab, r.qid, data)
+
+
+def test_pipelined_flood_without_reading(lab):
+    """20,000 pipelined NOOPs sent without reading a reply: every one is
+    answered, in order, and the session goes on (the daemon stops
+    reading while its replies pile up, it does not drop or mix them)."""
+    n = 20000
+    with sl.conn(lab, timeout=30) as c:
+        assert c.ehlo().code == 250
+        sender = threading.Thread(
+            target=c.send, args=(b"".join(b"NOOP %d\r\n" % i
+                                          for i in range(n)),))
+        sender.start()
+        got = [c.reply(timeout=30) for _ in range(n)]
+        sender.join(30)
+        assert all(r.code == 250 for r in got), \
+            [r for r in got if r.code != 250][:5]
+        r = simple_message(c, b"Subject: after\r\n\r\nok\r\n")
+        assert r.code == 250, r
+
+
+def test_sessions_freed(lab):
+    """Sessions end in every way (QUIT, client FIN mid-DATA, client RST
+    mid-DATA, FIN without QUIT), more of them from one address than
+    max_conns_per_client (100): none is left counted, a new client is
+    welcome, nothing half-sent is stored."""
+    for i in range(120):
+        with sl.conn(lab) as c:
+            assert c.greeting.code == 220, (i, c.greeting)
+            if i % 4 == 0:
+                assert c.cmd("QUIT").code == 221
+                assert c.closed(5)
+                continue
+            assert c.ehlo().code == 250
+            assert c.cmd("MAIL FROM:<gone@client.example>").code == 250
+            assert c.cmd("RCPT TO:<alice@dpmail.test>").code == 250
+            if i % 4 == 1:
+                continue                 # FIN without QUIT
+            assert c.cmd("DATA").code == 354
+            c.send(b"Subject: cut\r\n\r\nhalf a mess")
+            if i % 4 == 3:              # RST
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  struct.pack("ii", 1, 0))
+    with sl.conn(lab) as c:
+        assert c.greeting.code == 220, c.greeting
+
+    def drained():
+        cnt = lab.counters()
+        return cnt if cnt.get("smtp.sessions_live") == 0 else None
+    cnt = sl.wait_for(drained, 5, 0.2, "smtp.sessions_live to drop to 0")
+    assert cnt.get("smtp.refused_per_client", 0) == 0, cnt
+    msgs, _, _ = sl.spool(lab)
+    assert not msgs, list(msgs)
+
+
 # ---------------------------------------------------------------- replies
 
 def test_vrfy_expn_unknown_user(lab):
@@ -342,6 +419,9 @@ def test_size_limit(lab):
     with sl.conn(lab) as c:
         kw = ehlo_keywords(c.ehlo())
         assert kw.get("SIZE") == "SIZE 100000", kw
+        r = c.cmd("MAIL FROM:<a@client.example> SIZE=100000")
+        assert r.code == 250, r
+        assert c.cmd("RSET").code == 250
         r = c.cmd("MAIL FROM:<a@client.example> SIZE=100001")
         assert r.code == 552 and r.text.startswith("5.3.4"), r
         r = simple_message(c, big)
