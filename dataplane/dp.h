@@ -11,6 +11,7 @@
 #ifndef DPMAIL_DATAPLANE_DP_H
 #define DPMAIL_DATAPLANE_DP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -72,6 +73,12 @@ struct dp {
 	uint32_t steer_seed;
 	struct rte_ring *steer_ring[DP_MAX_WORKERS]; /* MP/SC, one per worker */
 };
+
+/* The signals PMDs raise when frames wait (SIGIO and the real-time
+ * range: net_tap takes the first free real-time signal). The workers
+ * unblock them; the daemon blocks them in every other thread, before
+ * EAL starts its own, so that none of those is woken by traffic. */
+void dp_worker_signals(sigset_t *set);
 
 /* Monotonic milliseconds from the TSC, as the workers see time. */
 uint64_t dp_now_ms(void);

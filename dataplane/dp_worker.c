@@ -93,6 +93,14 @@ static uint16_t steer(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t n,
 	return (uint16_t)(got + nkeep);
 }
 
+void dp_worker_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGIO);
+	for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+		sigaddset(set, sig);
+}
+
 static int worker_main(void *arg)
 {
 	struct dp_worker *w = arg;
@@ -108,11 +116,10 @@ static int worker_main(void *arg)
 	/* default timer slack (50 us) would stretch every short sleep */
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	{
-		/* the PMD's readiness signal (net_tap's SIGIO) is for the
-		 * workers: the daemon blocks it everywhere else */
+		/* PMD readiness signals are for the workers: the daemon
+		 * blocks them everywhere else */
 		sigset_t io;
-		sigemptyset(&io);
-		sigaddset(&io, SIGIO);
+		dp_worker_signals(&io);
 		pthread_sigmask(SIG_UNBLOCK, &io, NULL);
 	}
 	LOG(LOG_INFO, "dataplane: worker %u polling queue %u on lcore %u",

@@ -250,7 +250,7 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	struct smtpd_shared *smtp_sh = NULL;
 	struct spool_recovery rec;
 	char err[512];
-	sigset_t sigs, old;
+	sigset_t sigs, old, io;
 	unsigned nstacks = 0, leaked;
 	int rc, exit_code = 1;
 	char a[16];
@@ -262,17 +262,14 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	install_signals();
 	/* EAL's threads and the workers inherit this mask */
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
-	{
-		/* net_tap raises SIGIO for every burst of frames it has for
-		 * us. Taken here, each one would wake this sleeping thread
-		 * (a third of a core under load); blocked in every thread
-		 * but the workers (dp_worker.c), it lands on a worker that
-		 * is awake anyway, or wakes an idle one early. */
-		sigset_t io;
-		sigemptyset(&io);
-		sigaddset(&io, SIGIO);
-		pthread_sigmask(SIG_BLOCK, &io, NULL);
-	}
+	/* net_tap raises a signal (the first free real-time one) for every
+	 * burst of frames it has for us. Taken by this sleeping thread,
+	 * each one costs a wake-up (a third of a core under load); blocked
+	 * in every thread but the workers (dp_worker_signals), it lands on
+	 * a worker that is awake anyway, or wakes an idle one early. */
+	dp_worker_signals(&io);
+	pthread_sigmask(SIG_BLOCK, &io, NULL);
+	sigorset(&old, &old, &io);
 
 	if (conf->smtpd.nlisten > 0) {
 		size_t nd, nu, nr, nn;
