@@ -445,12 +445,14 @@ static void answer(struct smtpd_worker *w, struct sess *s)
 		LOG_RL(LOG_WARNING, "smtpd: %s: client=%s: not queued: %s",
 		       env->qid, s->client, strerror(-st));
 	}
+	/* the answer may run pipelined commands that start the next
+	 * message (and its request) at once: this one is done first */
+	s->req.env = NULL;
 	if (s->c != NULL) {
 		smtp_server_queued(s->eng, st, env->qid);
 		s->last_ms = now_ms(w);
 	}
 	envelope_free(env);
-	s->req.env = NULL;
 	if (s->c != NULL) {
 		if (s->peer_closed && !s->close_wanted) {
 			s->close_wanted = true;
