@@ -77,7 +77,9 @@ struct dump_state {
 
 struct dump_bad {
 	char segment[64];
-	uint64_t offset;
+	uint64_t offset, length;
+	bool torn;
+	const char *why; /* a static string of the reader */
 };
 
 struct dump {
@@ -136,7 +138,10 @@ static int pass1(void *arg, const struct spool_scan_rec *r)
 		d->bad = n;
 		snprintf(n[d->nbad].segment, sizeof(n->segment), "%s",
 			 r->segment);
-		n[d->nbad++].offset = r->offset;
+		n[d->nbad].offset = r->offset;
+		n[d->nbad].length = r->length;
+		n[d->nbad].torn = r->torn;
+		n[d->nbad++].why = r->why ? r->why : "bad record";
 		return 0;
 	}
 	if (r->type != SPOOL_REQ_STATE)
@@ -472,7 +477,10 @@ static int spool_dump(int argc, char **argv)
 			       "finished message\n"
 			       "whose segment is not deleted yet. Bad records "
 			       "(CRC or structure) are\n"
-			       "listed; the rest of their segment is not read.\n"
+			       "listed: a corrupt region is skipped and the "
+			       "records after it are read\n"
+			       "(as recovery does); a torn tail (nothing good "
+			       "after it) ends its segment.\n"
 			       "  --json   one JSON object (messages, bad_records, "
 			       "summary)\n"
 			       "  --body   the message too (JSON: \"body\", or "
@@ -518,8 +526,13 @@ static int spool_dump(int argc, char **argv)
 		for (size_t i = 0; i < d.nbad; i++) {
 			printf("%s{\"segment\": ", i ? ", " : "");
 			json_cstr(d.bad[i].segment);
-			printf(", \"offset\": %llu}",
-			       (unsigned long long)d.bad[i].offset);
+			printf(", \"offset\": %llu, \"length\": %llu, "
+			       "\"torn\": %s, \"why\": ",
+			       (unsigned long long)d.bad[i].offset,
+			       (unsigned long long)d.bad[i].length,
+			       d.bad[i].torn ? "true" : "false");
+			json_cstr(d.bad[i].why);
+			putchar('}');
 		}
 		printf("],\n  \"summary\": {\"messages\": %llu, \"live\": %llu, "
 		       "\"bytes\": %llu, \"segments\": %zu, \"state_records\": "
@@ -534,9 +547,14 @@ static int spool_dump(int argc, char **argv)
 		       (unsigned long long)d.rcpt_n[3]);
 	} else {
 		for (size_t i = 0; i < d.nbad; i++)
-			printf("!! bad record in %s at offset %llu: the rest of "
-			       "that segment is not read\n", d.bad[i].segment,
-			       (unsigned long long)d.bad[i].offset);
+			printf("!! %s in %s at offset %llu, %llu bytes (%s): "
+			       "%s\n", d.bad[i].torn ? "torn tail" :
+			       "corrupt region", d.bad[i].segment,
+			       (unsigned long long)d.bad[i].offset,
+			       (unsigned long long)d.bad[i].length,
+			       d.bad[i].why, d.bad[i].torn ?
+			       "the end of that segment (recovery cuts it off)" :
+			       "skipped, the records after it were read");
 		printf("-- %llu Kbytes in %llu messages (%llu live); recipients: "
 		       "%llu pending, %llu deferred, %llu delivered, %llu "
 		       "bounced; %zu state records, %zu bad records in %zu "

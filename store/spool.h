@@ -22,10 +22,15 @@
  * index and its new state (delivered, deferred with next try, bounced).
  * CRC32C (Castagnoli) covers header and payload. See spool_record.h.
  *
- * Recovery (spool_open): every segment is scanned; records are verified;
- * a torn or corrupt tail of a segment is cut off (ftruncate) and counted;
- * state records are replayed over their messages; the live queue is
- * rebuilt; segments with nothing live are deleted.
+ * Recovery (spool_open): every segment is scanned; records are verified.
+ * A bad record (bad magic, header, length, CRC, structure) followed by a
+ * record that verifies is a corrupt region (a bad sector, bit rot): it is
+ * skipped and counted, and everything after it is recovered; the segment
+ * is left as it is (writers never append to a segment from before a
+ * restart). A bad record with nothing valid after it (up to the end of
+ * the file, or only zeros) is a torn tail: cut off (ftruncate) and
+ * counted. State records are replayed over their messages; the live
+ * queue is rebuilt; segments with nothing live are deleted.
  *
  * Errors: a failed write or fdatasync fails every request of its batch
  * (status -ENOSPC or -EIO ...), is logged, and sets spool_degraded(); the
@@ -93,7 +98,11 @@ struct spool_recovery {
 	uint32_t segments, segments_deleted;
 	uint64_t records, messages_live, rcpts_live, state_records;
 	uint64_t torn_bytes;      /* cut off the tails of segments */
-	uint32_t bad_records;     /* CRC or structure failures (tail cut there) */
+	uint32_t bad_records;     /* CRC or structure failures: corrupt
+				   * regions plus torn tails */
+	uint32_t corrupt_regions; /* bad regions skipped inside segments
+				   * (good records after them recovered) */
+	uint64_t corrupt_bytes;   /* their bytes (left in the file) */
 	double seconds;
 };
 
@@ -128,8 +137,10 @@ struct spool_stats {
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 
 /* Offline reading (dpmailctl spool dump): calls cb for every record of
- * every segment in DIR in order, without changing anything. Returns 0 or
- * a negative errno. */
+ * every segment in DIR in order, without changing anything. A bad region
+ * is reported as one record with bad set; the good records after it are
+ * read as recovery would. Returns 0 or a negative errno (or cb's first
+ * non-zero). */
 struct spool_scan_rec {
 	const char *segment;       /* file name */
 	uint64_t offset;
@@ -140,8 +151,14 @@ struct spool_scan_rec {
 	uint8_t state;
 	uint64_t next_try_s;
 	uint32_t crc;
-	bool bad;                  /* CRC or structure failure: the rest of
-				    * this segment is not read */
+	uint64_t length;           /* bytes on disk (padding included) */
+	bool bad;                  /* CRC or structure failure: offset and
+				    * length are the bad region's; reading
+				    * goes on at the next good record */
+	bool torn;                 /* bad, and nothing valid follows in this
+				    * segment: a torn tail (recovery cuts
+				    * it off); the last record of it */
+	const char *why;           /* bad: what was wrong first */
 };
 int spool_scan(const char *dir,
 	       int (*cb)(void *arg, const struct spool_scan_rec *r),

@@ -2,7 +2,9 @@
  * spool_recover.c: spool_open's recovery, before any writer runs.
  *
  * Scans every segment in (writer, seq) order, verifies each record,
- * cuts a torn or corrupt tail (ftruncate + fsync), rebuilds the live
+ * skips a corrupt region that has good records after it (counted, the
+ * file left alone: acknowledged messages after a bad sector or bit rot
+ * are not lost), cuts a torn tail (ftruncate + fsync), rebuilds the live
  * index from message records and replays state records over it, seeds
  * the queue-ID floor past every ID seen, opens a fresh segment per
  * writer (so the floor is on disk before anything is deleted), then
@@ -139,29 +141,19 @@ static int on_seghdr(struct rctx *x, const uint8_t *p, uint32_t len)
 	return rc;
 }
 
-/* Cuts the segment at r->off (the end of its good data). */
+/* Cuts the segment at r->off, the end of its good data: a torn tail of
+ * torn bytes (0: only the unused zeros of a preallocated segment). */
 static int cut_tail(struct rctx *x, const char *name, int fd,
-		    struct spool_seg_reader *r, bool bad)
+		    struct spool_seg_reader *r, uint64_t torn,
+		    const char *why)
 {
-	uint64_t end;
-	int rc = spool_seg_data_end(fd, r->off, r->size, &end);
-
-	if (rc != 0)
-		return rc;
-	if (bad) {
-		/* count what was written: up to the last non-zero byte,
-		 * rounded up to the record alignment; the zeros of a
-		 * preallocated segment's unused end are not data */
-		end = (end + SPOOL_REC_ALIGN - 1) & ~(uint64_t)(SPOOL_REC_ALIGN - 1);
-		if (end > r->size)
-			end = r->size;
-		if (end < r->off)
-			end = r->off;
+	if (torn > 0) {
 		x->rep->bad_records++;
-		x->rep->torn_bytes += end - r->off;
+		x->rep->torn_bytes += torn;
 		LOG(LOG_WARNING, "spool: %s/%s: %s at offset %" PRIu64
-		    "; cutting %" PRIu64 " bytes", x->sp->conf.dir, name,
-		    r->why ? r->why : "bad record", r->off, end - r->off);
+		    " and no good record after it; cutting the torn tail (%"
+		    PRIu64 " bytes)", x->sp->conf.dir, name,
+		    why ? why : "bad record", r->off, torn);
 	}
 	if (r->off == r->size)
 		return 0;
@@ -171,15 +163,73 @@ static int cut_tail(struct rctx *x, const char *name, int fd,
 	return 0;
 }
 
+static int on_record(struct rctx *x, struct spool_seg *seg,
+		     const struct spool_rec_hdr *h, const uint8_t *p)
+{
+	if (h->type == SPOOL_REC_MSG)
+		return on_msg(x, seg, p, h->len);
+	if (h->type == SPOOL_REC_STATE)
+		return on_state(x, seg, p, h->len);
+	return on_seghdr(x, p, h->len);
+}
+
+/*
+ * Reads every record of one open segment. A bad record (torn, CRC,
+ * header, structure) with a good record somewhere after it is a corrupt
+ * region: skipped and counted, the segment left as it is, every record
+ * after it recovered. With nothing good after it, it is a torn tail: cut.
+ */
+static int read_segment(struct rctx *x, const char *name, int fd,
+			struct spool_seg *seg, struct spool_seg_reader *r)
+{
+	struct spool_rec_hdr h;
+	const uint8_t *p;
+	uint64_t off, len;
+	const char *why;
+	int rc;
+
+	for (;;) {
+		rc = spool_seg_next(r, &h, &p, &off);
+		if (rc == 1) {
+			rc = on_record(x, seg, &h, p);
+			if (rc == 0) {
+				x->rep->records++;
+				continue;
+			}
+			if (rc != -EBADMSG)
+				return rc;
+			/* CRC good, structure bad: corrupt all the same */
+			r->off = off;
+			r->why = "bad record structure";
+		}
+		if (rc == 0)
+			return cut_tail(x, name, fd, r, 0, NULL);
+		if (rc != -EBADMSG)
+			return rc;
+		why = r->why;
+		off = r->off;
+		rc = spool_seg_skip_bad(r, &len);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return cut_tail(x, name, fd, r, len, why);
+		x->rep->bad_records++;
+		x->rep->corrupt_regions++;
+		x->rep->corrupt_bytes += len;
+		LOG(LOG_WARNING, "spool: %s/%s: %s at offset %" PRIu64
+		    "; skipping a corrupt region of %" PRIu64 " bytes to the "
+		    "next good record at offset %" PRIu64 " (the segment is "
+		    "kept as it is)", x->sp->conf.dir, name, why ? why :
+		    "bad record", off, len, r->off);
+	}
+}
+
 static int scan_segment(struct rctx *x, const struct spool_seg_ent *e)
 {
 	struct spool *sp = x->sp;
 	struct spool_seg_reader r;
-	struct spool_rec_hdr h;
 	struct spool_seg *seg;
-	const uint8_t *p;
 	struct stat st;
-	uint64_t off;
 	int fd, rc;
 
 	fd = openat(sp->dirfd, e->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
@@ -202,6 +252,8 @@ static int scan_segment(struct rctx *x, const struct spool_seg_ent *e)
 		    sp->conf.dir, e->name);
 		return 0;
 	}
+	/* never appended to again: the writers start new segments past
+	 * every sequence number seen here (note_seq) */
 	seg = spool_seg_register(sp, e->name, e->writer, e->seq, 0);
 	rc = seg ? note_seq(x, e->writer, e->seq) : -ENOMEM;
 	if (rc != 0) {
@@ -210,26 +262,7 @@ static int scan_segment(struct rctx *x, const struct spool_seg_ent *e)
 	}
 	x->rep->segments++;
 	spool_seg_reader_init(&r, fd, (uint64_t)st.st_size);
-	while ((rc = spool_seg_next(&r, &h, &p, &off)) == 1) {
-		x->rep->records++;
-		if (h.type == SPOOL_REC_MSG)
-			rc = on_msg(x, seg, p, h.len);
-		else if (h.type == SPOOL_REC_STATE)
-			rc = on_state(x, seg, p, h.len);
-		else
-			rc = on_seghdr(x, p, h.len);
-		if (rc == -EBADMSG) {
-			/* CRC good, structure bad: treat as corrupt here */
-			x->rep->records--;
-			r.off = off;
-			r.why = "bad record structure";
-			break;
-		}
-		if (rc != 0)
-			break;
-	}
-	if (rc == 0 || rc == -EBADMSG)
-		rc = cut_tail(x, e->name, fd, &r, rc == -EBADMSG);
+	rc = read_segment(x, e->name, fd, seg, &r);
 	if (rc != 0)
 		LOG(LOG_ERR, "spool: reading %s/%s: %s", sp->conf.dir, e->name,
 		    strerror(-rc));
@@ -368,10 +401,12 @@ int spool_recover(struct spool *sp, struct spool_recovery *rep)
 	LOG(LOG_NOTICE, "spool: recovered %s: %u segments (%u deleted), "
 	    "%" PRIu64 " records, %" PRIu64 " live messages (%" PRIu64
 	    " recipients), %" PRIu64 " state records, %u bad records, %"
-	    PRIu64 " torn bytes, %.3f s", sp->conf.dir, rep->segments,
+	    PRIu64 " torn bytes, %u corrupt regions (%" PRIu64 " bytes "
+	    "skipped), %.3f s", sp->conf.dir, rep->segments,
 	    rep->segments_deleted, rep->records, rep->messages_live,
 	    rep->rcpts_live, rep->state_records, rep->bad_records,
-	    rep->torn_bytes, rep->seconds);
+	    rep->torn_bytes, rep->corrupt_regions, rep->corrupt_bytes,
+	    rep->seconds);
 out:
 	free(x.st);
 	free(x.next_seq);

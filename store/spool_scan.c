@@ -1,6 +1,8 @@
 /*
  * spool_scan.c: offline reading of a spool directory (dpmailctl spool
- * dump). Every record of every segment, in (writer, seq) order, decoded.
+ * dump). Every record of every segment, in (writer, seq) order, decoded;
+ * a bad region is one record with bad set, and reading goes on after it
+ * exactly where recovery would (spool_seg_skip_bad).
  *
  * Must never: change a file, or need the EAL, a ring or a writer.
  */
@@ -13,6 +15,38 @@
 #include "store/spool.h"
 #include "store/spool_record.h"
 #include "store/spool_segment.h"
+
+/* Decodes a verified record into r (env: a fresh envelope for a MSG,
+ * handed back in *envp). 0, -EBADMSG or -ENOMEM. */
+static int decode(const struct spool_rec_hdr *h, const uint8_t *p,
+		  struct spool_scan_rec *r, char qid[ENV_QID_LEN + 1],
+		  struct envelope **envp)
+{
+	if (h->type == SPOOL_REC_MSG) {
+		struct spool_msg_info info;
+		struct envelope *env = envelope_new();
+
+		if (env == NULL)
+			return -ENOMEM;
+		*envp = env;
+		r->type = SPOOL_REQ_MSG;
+		r->env = env;
+		r->qid = env->qid;
+		return spool_rec_decode_msg(p, h->len, &info, env);
+	}
+	if (h->type == SPOOL_REC_STATE) {
+		r->type = SPOOL_REQ_STATE;
+		r->qid = qid;
+		return spool_rec_decode_state(p, h->len, qid, &r->rcpt,
+					      &r->state, &r->next_try_s);
+	}
+	/* SEGHDR: not reported, but checked as recovery checks it */
+	uint64_t seq, created;
+	uint32_t writer;
+
+	return spool_rec_decode_seghdr(p, h->len, &writer, &seq, &created,
+				       qid);
+}
 
 static int scan_one(int dirfd, const char *name,
 		    int (*cb)(void *arg, const struct spool_scan_rec *r),
@@ -42,50 +76,44 @@ static int scan_one(int dirfd, const char *name,
 		if (rc == 0)
 			break;
 		if (rc == 1) {
-			r.offset = off;
-			r.crc = h.crc;
-			if (h.type == SPOOL_REC_SEGHDR)
+			rc = decode(&h, p, &r, qid, &env);
+			if (rc == 0 && h.type == SPOOL_REC_SEGHDR)
 				continue;
-			if (h.type == SPOOL_REC_MSG) {
-				struct spool_msg_info info;
-
-				env = envelope_new();
-				if (env == NULL) {
-					ret = -ENOMEM;
-					break;
-				}
-				rc = spool_rec_decode_msg(p, h.len, &info, env);
-				r.type = SPOOL_REQ_MSG;
-				r.env = env;
-				r.qid = env->qid;
-			} else {
-				rc = spool_rec_decode_state(p, h.len, qid,
-							    &r.rcpt, &r.state,
-							    &r.next_try_s);
-				r.type = SPOOL_REQ_STATE;
-				r.qid = qid;
-			}
-			if (rc == -ENOMEM) {
+			if (rc == 0) {
+				r.offset = off;
+				r.length = spool_rec_size(h.len);
+				r.crc = h.crc;
+				ret = cb(arg, &r);
 				envelope_free(env);
+				if (ret != 0)
+					break;
+				continue;
+			}
+			envelope_free(env);
+			if (rc != -EBADMSG) {
 				ret = rc;
 				break;
 			}
-			if (rc != 0) {
-				r.bad = true;
-				r.env = NULL;
-				r.qid = "";
-			}
-		} else if (rc == -EBADMSG) {
-			r.offset = rd.off;
-			r.bad = true;
-			r.qid = "";
-		} else {
+			/* CRC good, structure bad: corrupt all the same */
+			r = (struct spool_scan_rec){ .segment = name };
+			rd.off = off;
+			rd.why = "bad record structure";
+		} else if (rc != -EBADMSG) {
 			ret = rc;
 			break;
 		}
+		r.offset = rd.off;
+		r.why = rd.why;
+		r.qid = "";
+		r.bad = true;
+		rc = spool_seg_skip_bad(&rd, &r.length);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		r.torn = rc == 0;
 		ret = cb(arg, &r);
-		envelope_free(env);
-		if (ret != 0 || r.bad)
+		if (ret != 0 || r.torn)
 			break;
 	}
 	spool_seg_reader_free(&rd);

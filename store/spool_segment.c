@@ -195,12 +195,60 @@ static int bad(struct spool_seg_reader *r, const char *why)
 	return -EBADMSG;
 }
 
+/*
+ * Verifies the record at pos whose 16 header bytes (as on disk) are hdr:
+ * header, a length within the file, CRC and padding. 1 when it verifies
+ * (*h filled, the payload in r->buf.data), 0 when not (*why says why), or
+ * a negative errno on a read error.
+ */
+static int check_at(struct spool_seg_reader *r, uint64_t pos,
+		    const uint8_t hdr[SPOOL_REC_HDR_LEN],
+		    struct spool_rec_hdr *h, const char **why)
+{
+	uint64_t left = r->size > pos ? r->size - pos : 0;
+	uint64_t size;
+	int rc;
+
+	spool_rec_hdr_get(hdr, h);
+	if (h->magic != SPOOL_REC_MAGIC) {
+		*why = "bad magic";
+		return 0;
+	}
+	if (spool_rec_hdr_check(h) != 0) {
+		*why = "bad header";
+		return 0;
+	}
+	size = spool_rec_size(h->len);
+	if (size > left) {
+		*why = "record past end of file";
+		return 0;
+	}
+	rc = spool_buf_reserve(&r->buf, (size_t)size);
+	if (rc != 0)
+		return rc;
+	rc = read_full(r->fd, r->buf.data, (size_t)size - SPOOL_REC_HDR_LEN,
+		       pos + SPOOL_REC_HDR_LEN);
+	if (rc != 0)
+		return rc;
+	if (!spool_rec_crc_ok(hdr, r->buf.data, h->len)) {
+		*why = "CRC mismatch";
+		return 0;
+	}
+	for (uint64_t i = h->len; i < size - SPOOL_REC_HDR_LEN; i++)
+		if (r->buf.data[i] != 0) {
+			*why = "bad padding";
+			return 0;
+		}
+	return 1;
+}
+
 int spool_seg_next(struct spool_seg_reader *r, struct spool_rec_hdr *h,
 		   const uint8_t **payload, uint64_t *rec_off)
 {
 	uint8_t hdr[SPOOL_REC_HDR_LEN];
 	uint64_t left = r->size > r->off ? r->size - r->off : 0;
-	uint64_t size, end;
+	const char *why = NULL;
+	uint64_t end;
 	int rc;
 
 	if (left == 0)
@@ -221,28 +269,72 @@ int spool_seg_next(struct spool_seg_reader *r, struct spool_rec_hdr *h,
 		return bad(r, left < SPOOL_REC_HDR_LEN ? "torn header"
 						       : "bad magic");
 	}
-	spool_rec_hdr_get(hdr, h);
-	if (h->magic != SPOOL_REC_MAGIC)
-		return bad(r, "bad magic");
-	if (spool_rec_hdr_check(h) != 0)
-		return bad(r, "bad header");
-	size = spool_rec_size(h->len);
-	if (size > left)
-		return bad(r, "record past end of file");
-	rc = spool_buf_reserve(&r->buf, (size_t)size);
-	if (rc != 0)
+	rc = check_at(r, r->off, hdr, h, &why);
+	if (rc < 0)
 		return rc;
-	rc = read_full(r->fd, r->buf.data, (size_t)size - SPOOL_REC_HDR_LEN,
-		       r->off + SPOOL_REC_HDR_LEN);
-	if (rc != 0)
-		return rc;
-	if (!spool_rec_crc_ok(hdr, r->buf.data, h->len))
-		return bad(r, "CRC mismatch");
-	for (uint64_t i = h->len; i < size - SPOOL_REC_HDR_LEN; i++)
-		if (r->buf.data[i] != 0)
-			return bad(r, "bad padding");
+	if (rc == 0)
+		return bad(r, why);
 	*payload = r->buf.data;
 	*rec_off = r->off;
-	r->off += size;
+	r->off += spool_rec_size(h->len);
 	return 1;
+}
+
+int spool_seg_skip_bad(struct spool_seg_reader *r, uint64_t *len)
+{
+	static const uint8_t magic[4] = { 'D', 'P', 'S', 'R' };
+	uint8_t buf[65536];
+	struct spool_rec_hdr h;
+	const char *why;
+	uint64_t pos, end;
+	int rc;
+
+	/* records start on the alignment, counted from the file's start */
+	pos = (r->off + SPOOL_REC_ALIGN) & ~(uint64_t)(SPOOL_REC_ALIGN - 1);
+	while (pos < r->size && r->size - pos >= SPOOL_REC_HDR_LEN) {
+		off_t d = lseek(r->fd, (off_t)pos, SEEK_DATA);
+		size_t n, i;
+
+		if (d < 0 && errno == ENXIO)
+			break; /* only a hole is left */
+		if (d > (off_t)pos) {
+			/* skip a hole (records start on the alignment) */
+			pos = (uint64_t)d & ~(uint64_t)(SPOOL_REC_ALIGN - 1);
+			if (pos >= r->size || r->size - pos < SPOOL_REC_HDR_LEN)
+				break;
+		}
+		n = r->size - pos < sizeof(buf) ? (size_t)(r->size - pos)
+						 : sizeof(buf);
+		rc = read_full(r->fd, buf, n, pos);
+		if (rc != 0)
+			return rc;
+		/* the magic first, everything else (CRC over the
+		 * payload) only where it matches */
+		for (i = 0; i + SPOOL_REC_HDR_LEN <= n; i += SPOOL_REC_ALIGN) {
+			if (memcmp(buf + i, magic, sizeof(magic)) != 0)
+				continue;
+			rc = check_at(r, pos + i, buf + i, &h, &why);
+			if (rc < 0)
+				return rc;
+			if (rc == 1) {
+				*len = pos + i - r->off;
+				r->off = pos + i;
+				return 1;
+			}
+		}
+		pos += i; /* the first position whose header was not whole */
+	}
+	/* nothing valid follows: a torn tail, as long as what was written
+	 * (up to the last non-zero byte, rounded up to the alignment; the
+	 * zeros of a preallocated segment are not data) */
+	rc = spool_seg_data_end(r->fd, r->off, r->size, &end);
+	if (rc != 0)
+		return rc;
+	end = (end + SPOOL_REC_ALIGN - 1) & ~(uint64_t)(SPOOL_REC_ALIGN - 1);
+	if (end > r->size)
+		end = r->size;
+	if (end < r->off)
+		end = r->off;
+	*len = end - r->off;
+	return 0;
 }

@@ -3,7 +3,8 @@
  *
  * Owns: the naming scheme DIR/seg-<writer>-<seq>.dps and the sequential
  * reader shared by recovery and the offline scan. The reader never
- * changes a file; it says where good data ends and why.
+ * changes a file; it says where good data ends and why, and finds the
+ * next good record after a corrupt one.
  */
 #ifndef DPMAIL_STORE_SPOOL_SEGMENT_H
 #define DPMAIL_STORE_SPOOL_SEGMENT_H
@@ -55,6 +56,20 @@ void spool_seg_reader_free(struct spool_seg_reader *r);
  */
 int spool_seg_next(struct spool_seg_reader *r, struct spool_rec_hdr *h,
 		   const uint8_t **payload, uint64_t *rec_off);
+/*
+ * After -EBADMSG from spool_seg_next (or a record at r->off the caller
+ * found bad: its payload does not decode), looks for the next position
+ * after r->off, on the record alignment, where a whole record verifies
+ * (magic, header, a length within the file, CRC32C, padding). Checks the
+ * magic first and the CRC only there, so the scan is about linear.
+ *   1: found: *len is the bad region's length and r->off moves past it
+ *      (the next spool_seg_next returns that record);
+ *   0: nothing valid follows: a torn tail; r->off stays, *len is its
+ *      length (to the last non-zero byte, rounded up to the alignment;
+ *      the zeros of a preallocated segment are not counted);
+ *   another negative errno on a read error.
+ */
+int spool_seg_skip_bad(struct spool_seg_reader *r, uint64_t *len);
 /* One past the last non-zero byte at or after from (from when none). */
 int spool_seg_data_end(int fd, uint64_t from, uint64_t size, uint64_t *end);
 
