@@ -468,7 +468,60 @@ async def _read_reply(reader, rd, pending, timeout):
     return pending.pop(0)
 
 
-async def _session(cfg, counter, stats, record, stop):
+async def _bdat_pipelined(cfg, counter, stats, record, stop, reader, writer,
+                          rd, pending, inflight):
+    """Whole transactions (MAIL, RCPT, BDAT n LAST + data) written back to
+    back, up to cfg.bdat_depth ahead of their replies (RFC 3030 needs no
+    354, so a client may pipeline entire messages). Returns True when the
+    server ended the session with 421."""
+    outstanding = []
+    n = 0
+    nrep = 1 + len(cfg.rcpts) + 1         # MAIL, each RCPT, BDAT
+    while True:
+        while (len(outstanding) < cfg.bdat_depth and n < cfg.per_conn
+               and not stop.is_set() and counter[0] < cfg.messages):
+            seq = counter[0]
+            counter[0] += 1
+            n += 1
+            data = cfg.body(seq)
+            wire = (f"MAIL FROM:<{cfg.sender}> SIZE={len(data)}\r\n" +
+                    "".join(f"RCPT TO:<{a}>\r\n" for a in cfg.rcpts) +
+                    f"BDAT {len(data)} LAST\r\n").encode() + data
+            writer.write(wire)
+            await writer.drain()
+            inflight.add(seq)
+            outstanding.append((seq, data, time.monotonic()))
+        if not outstanding:
+            return False
+        seq, data, t0 = outstanding.pop(0)
+        rs = [await _read_reply(reader, rd, pending, cfg.data_timeout)
+              for _ in range(nrep)]
+        inflight.discard(seq)
+        r = rs[-1]
+        code = next((x.code for x in rs if x.code >= 400), r.code)
+        stats.codes[code] = stats.codes.get(code, 0) + 1
+        if code == 250:
+            stats.acked += 1
+            if record is not None:
+                record({"seq": seq, "qid": r.qid, "sha": sha256(data),
+                        "len": len(data), "bdat": True})
+        else:
+            if code >= 500:
+                stats.permfail += 1
+            else:
+                stats.tempfail += 1
+            if len(stats.rejects) < 20:
+                stats.rejects.append(f"bdat: {rs}")
+            if any(x.code == 421 for x in rs):
+                for q, _, _ in outstanding:
+                    inflight.discard(q)
+                    stats.in_flight_lost += 1
+                    if record is not None:
+                        record({"seq": q, "lost": True})
+                return True
+
+
+async def _session(cfg, counter, stats, record, stop, idx=0):
     """One client session loop: connect, EHLO, up to per_conn messages
     (MAIL/RCPT/DATA pipelined when offered), QUIT; again while messages
     are left (also after a 421). Any connection error: count, and with
@@ -499,7 +552,7 @@ async def _session(cfg, counter, stats, record, stop):
             continue
         stats.sessions += 1
         rd, pending = ReplyReader(), []
-        inflight = None
+        inflight = set()
         closed = False
         try:
             r = await _read_reply(reader, rd, pending, cfg.timeout)
@@ -512,6 +565,13 @@ async def _session(cfg, counter, stats, record, stop):
             pipelining = any(l.upper().startswith("PIPELINING")
                              for l in r.lines[1:]) and not cfg.no_pipelining
             n = 0
+            chunking = any(l.upper().startswith("CHUNKING")
+                           for l in r.lines[1:])
+            if cfg.bdat_depth and idx % 2 == 1 and chunking:
+                closed = await _bdat_pipelined(cfg, counter, stats, record,
+                                               stop, reader, writer, rd,
+                                               pending, inflight)
+                n = cfg.per_conn
             while n < cfg.per_conn and not stop.is_set():
                 seq = counter[0]
                 if seq >= cfg.messages:
@@ -556,12 +616,12 @@ async def _session(cfg, counter, stats, record, stop):
                     continue
                 writer.write(dot_stuff(data))
                 await writer.drain()
-                inflight = seq
+                inflight.add(seq)
                 t0 = time.monotonic()
                 writer.write(b".\r\n")
                 r = await _read_reply(reader, rd, pending, cfg.data_timeout)
                 dt = time.monotonic() - t0
-                inflight = None
+                inflight.discard(seq)
                 stats.codes[r.code] = stats.codes.get(r.code, 0) + 1
                 if r.code == 250:
                     stats.acked += 1
@@ -591,10 +651,10 @@ async def _session(cfg, counter, stats, record, stop):
         except (ConnectionError, asyncio.TimeoutError, OSError,
                 SMTPError, asyncio.IncompleteReadError) as e:
             stats.conn_errors += 1
-            if inflight is not None:
+            for q in sorted(inflight):
                 stats.in_flight_lost += 1
                 if record is not None:
-                    record({"seq": inflight, "lost": True})
+                    record({"seq": q, "lost": True})
             if len(stats.errors) < 20:
                 stats.errors.append(f"session: {e!r}")
             if not cfg.retry:
@@ -627,6 +687,9 @@ class LoadConfig:
         self.tag = f"{os.getpid()}x{int(time.time())}"
         self.record_failures = False
         self.no_pipelining = False
+        # > 0: every other session sends whole BDAT transactions, this
+        # many ahead of their replies
+        self.bdat_depth = 0
         self.body = None
         for k, v in kw.items():
             if not hasattr(self, k):
@@ -642,8 +705,9 @@ async def _run_load(cfg, record, stop):
     stats = LoadStats()
     counter = [0]
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(_session(cfg, counter, stats, record, stop))
-             for _ in range(cfg.sessions)]
+    tasks = [asyncio.create_task(_session(cfg, counter, stats, record, stop,
+                                          i))
+             for i in range(cfg.sessions)]
     if cfg.seconds:
         async def timer():
             await asyncio.sleep(cfg.seconds)
@@ -722,6 +786,9 @@ def main():
     p.add_argument("--stop-file",
                    help="stop (finish the message in hand) once it exists")
     p.add_argument("--tag")
+    p.add_argument("--bdat-depth", type=int, default=0,
+                   help="every other session pipelines whole BDAT "
+                        "transactions this deep")
     a = ap.parse_args()
     cfg = LoadConfig(netns=a.netns, host=a.host, port=a.port,
                      sessions=a.sessions, messages=a.messages,
@@ -729,6 +796,7 @@ def main():
                      rcpts=a.rcpt or ["alice@dpmail.test"], sender=a.sender,
                      seconds=a.seconds, retry=a.retry, timeout=a.timeout,
                      data_timeout=max(a.timeout, 30.0),
+                     bdat_depth=a.bdat_depth,
                      **({"tag": a.tag} if a.tag else {}))
     fh = open(a.record, "a", buffering=1) if a.record else None
     record = (lambda obj: fh.write(json.dumps(obj) + "\n")) if fh else None

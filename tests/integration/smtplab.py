@@ -127,13 +127,9 @@ def kill9(lab):
         lab._log_fh = None
 
 
-def restart(lab):
-    """Start the daemon again in the same namespace with the same config
-    (same spool dir) after kill9; its log is appended to the same file.
-    Returns the log text of this start (up to ready)."""
+def _launch(lab):
     if lab.alive():
         raise LabError("restart: the daemon is still running")
-    start = lab.log_path.stat().st_size
     lab._log_fh = open(lab.log_path, "ab")
     lab.proc = subprocess.Popen(
         lab._nsexec([str(labmod.daemon_binary()), "-c", str(lab.conf_path)]),
@@ -142,6 +138,22 @@ def restart(lab):
         start_new_session=True)
     lab.exit_code = None
     lab.final_counters = None
+
+
+def start_and_kill9(lab, delay):
+    """Start the daemon on the same spool and SIGKILL it `delay` seconds
+    later, whatever it is doing (recovery, start-up, serving)."""
+    _launch(lab)
+    time.sleep(delay)
+    kill9(lab)
+
+
+def restart(lab):
+    """Start the daemon again in the same namespace with the same config
+    (same spool dir) after kill9; its log is appended to the same file.
+    Returns the log text of this start (up to ready)."""
+    start = lab.log_path.stat().st_size
+    _launch(lab)
     deadline = time.monotonic() + lab.ready_timeout
     text = ""
     while True:

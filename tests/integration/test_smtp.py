@@ -265,6 +265,54 @@ def test_bdat_chunks(lab):
     sl.assert_stored(lab, qid2, d1 + d2, msgs=msgs, rcpts=["bob@dpmail.test"])
 
 
+def test_pipelining_across_messages(lab):
+    """RFC 2920 and 3030 pipelining across transactions: each end of data
+    is followed in the same write by the next MAIL/RCPT/DATA; then whole
+    BDAT transactions (which need no 354) back to back in one write.
+    Every message gets its own 250 and queue ID, in order, stored
+    exactly."""
+    n = 12
+    datas = [b"Subject: piped %d\r\n\r\n.%d\r\n" % (i, i) + b"z" * (i * 37)
+             + b"\r\n" for i in range(n)]
+    env = [("MAIL FROM:<p%d@client.example>\r\nRCPT TO:<alice@dpmail.test>"
+            "\r\nDATA\r\n" % i).encode() for i in range(n)]
+    qids = []
+    with sl.conn(lab) as c:
+        assert c.ehlo().code == 250
+        c.send(env[0])
+        assert [c.reply().code for _ in range(3)] == [250, 250, 354]
+        for i in range(n):
+            wire = sc.dot_stuff(datas[i]) + b".\r\n"
+            if i + 1 < n:
+                wire += env[i + 1]
+            c.send(wire)
+            r = c.reply()
+            assert r.code == 250 and r.qid, (i, r)
+            qids.append(r.qid)
+            if i + 1 < n:
+                rs = [c.reply() for _ in range(3)]
+                assert [x.code for x in rs] == [250, 250, 354], (i, rs)
+        # BDAT: n whole transactions in one write
+        wire = b""
+        for i in range(n):
+            wire += (b"MAIL FROM:<b%d@client.example>\r\n"
+                     b"RCPT TO:<bob@dpmail.test>\r\n" % i)
+            wire += b"BDAT %d LAST\r\n" % len(datas[i]) + datas[i]
+        c.send(wire)
+        for i in range(n):
+            rs = [c.reply() for _ in range(3)]
+            assert [x.code for x in rs] == [250, 250, 250] and rs[2].qid, \
+                (i, rs)
+            qids.append(rs[2].qid)
+        assert c.cmd("QUIT").code == 221
+    assert len(set(qids)) == 2 * n, qids
+    msgs, dups, _ = sl.spool(lab)
+    assert not dups
+    for i, q in enumerate(qids):
+        sl.assert_stored(lab, q, datas[i % n], msgs=msgs,
+                         mail_from=f"{'pb'[i // n]}{i % n}@client.example")
+
+
 def test_dsn_parameters(lab):
     """DSN (RFC 3461): RET, ENVID (xtext), NOTIFY, ORCPT kept in the
     envelope."""

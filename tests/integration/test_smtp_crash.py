@@ -4,12 +4,16 @@ promise (DESIGN.md): every queue ID a client got a 250 for is recovered,
 byte for byte, after every restart and at the end.
 
 The load is our own client (smtpclient.py `load --retry`, run in the
-namespace): many parallel sessions, pipelined, several messages per
-connection, reconnecting after every error; it appends one JSON line per
+namespace): 32 parallel sessions, half of them pipelined DATA, half whole
+BDAT transactions 4 deep, 5 messages per connection, reconnecting after
+every error; it appends one JSON line per
 250 (queue ID, SHA-256 of the data sent) before it sends anything else,
 so the file is the set of acknowledged messages. Message data is
 deterministic per sequence number, so any message found in the spool can
 be rebuilt and compared, acknowledged or not.
+
+Once, the restarted daemon is killed again a moment after its start
+(during recovery or start-up) before the restart that must recover.
 
 Duplicates: spool messages the client never saw acknowledged (the kill
 came between fdatasync and the 250 reaching the client). They are
@@ -117,6 +121,7 @@ def test_kill9_under_load(lab, tmp_path):
                         "--messages", "100000000", "--per-conn", "5",
                         "--size", str(SIZE), "--retry", "--timeout", "4",
                         "--record", str(rec), "--stop-file", str(stop),
+                        "--bdat-depth", "4",
                         "--tag", tag],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, start_new_session=True)
@@ -128,11 +133,14 @@ def test_kill9_under_load(lab, tmp_path):
             n0 = len(read_acks(rec))
             sl.wait_for(lambda: len(read_acks(rec)) > n0 + 50, 30,
                         0.05, f"acks before kill {k + 1}")
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 0.8))
             assert client.poll() is None, client.communicate()
             sl.kill9(lab)
             time.sleep(0.3)          # replies in flight reach the client
             acks = read_acks(rec)
+            if k == 2:
+                # once: killed again during its own recovery / start-up
+                sl.start_and_kill9(lab, rng.uniform(0.02, 0.4))
             t0 = time.monotonic()
             text = sl.restart(lab)
             t_restart = time.monotonic() - t0

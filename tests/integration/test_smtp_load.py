@@ -1,6 +1,7 @@
 """SMTP under load: Postfix's smtp-source (many parallel sessions, one
 message per connection) and, alongside it, our own asyncio client
-(smtpclient.py, pipelined, several messages per connection) that records
+(smtpclient.py: pipelined DATA sessions, and sessions that pipeline whole
+BDAT transactions 4 deep; several messages per connection) that records
 the queue ID of every 250 and the SHA-256 of the data it sent.
 
 Afterwards the spool must hold every acknowledged message, byte for byte:
@@ -112,7 +113,7 @@ def load_test(lab, n_source, sessions, size, n_ours, ours_sessions,
     results = {}
     t = threading.Thread(target=run_load, args=(lab, name, results), kwargs=dict(
         sessions=ours_sessions, messages=n_ours, per_conn=10, size=3000,
-        timeout=30, data_timeout=60))
+        timeout=30, data_timeout=60, bdat_depth=4))
     t0 = time.monotonic()
     t.start()
     res = lab.run(smtp_source_cmd(n_source, sessions, size), check=False,
