@@ -485,6 +485,49 @@ def test_size_limit(lab):
 
 
 @pytest.mark.lab_config(smtp=LIMITS)
+def test_bdat_limits(lab):
+    """BDAT: chunks past max_message_size: 552 and the octets are read
+    and dropped (the session goes on); RSET between chunks drops the
+    message; DATA after a BDAT chunk is 503; nothing of these stored."""
+    with sl.conn(lab) as c:
+        assert c.ehlo().code == 250
+        assert c.cmd("MAIL FROM:<a@client.example>").code == 250
+        assert c.cmd("RCPT TO:<alice@dpmail.test>").code == 250
+        c.send(b"BDAT 60000\r\n" + b"x" * 60000)
+        assert c.reply().code == 250
+        c.send(b"BDAT 60000 LAST\r\n" + b"y" * 60000)
+        r = c.reply()
+        assert r.code == 552 and r.text.startswith("5.3.4"), r
+        assert c.cmd("NOOP").code == 250
+        assert c.cmd("MAIL FROM:<a@client.example>").code == 250
+        assert c.cmd("RCPT TO:<alice@dpmail.test>").code == 250
+        c.send(b"BDAT 5\r\nhello")
+        assert c.reply().code == 250
+        assert c.cmd("DATA").code == 503
+        assert c.cmd("RSET").code == 250
+        assert c.cmd("BDAT 0 LAST").code == 503
+        assert c.cmd("QUIT").code == 221
+    msgs, _, _ = sl.spool(lab)
+    assert not msgs, list(msgs)
+
+
+def test_mail_loop(lab):
+    """More Received: headers than max_received (50): 554 5.4.6; 48 of
+    them (49 with ours): accepted."""
+    def hops(n):
+        return b"".join(b"Received: from hop%d.example by x; "
+                        b"Thu, 26 Nov 2026 10:00:00 +0000\r\n" % i
+                        for i in range(n)) + b"Subject: hops\r\n\r\nx\r\n"
+    with sl.conn(lab) as c:
+        assert c.ehlo().code == 250
+        r = simple_message(c, hops(51))
+        assert r.code == 554 and r.text.startswith("5.4.6"), r
+        r = simple_message(c, hops(48))
+        assert r.code == 250, r
+    sl.assert_stored(lab, r.qid, hops(48))
+
+
+@pytest.mark.lab_config(smtp=LIMITS)
 def test_too_many_recipients(lab):
     """max_recipients = 100: the 101st RCPT gets 452 4.5.3, the message
     goes to the first 100."""
