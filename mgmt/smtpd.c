@@ -29,8 +29,9 @@
 /* Replies held while the client does not read them; past this the
  * session stops reading its commands (pipelining without reading). */
 #define OUT_HIGH (64 * 1024)
-/* A closing session whose replies cannot leave is reset after this. */
-#define CLOSING_LINGER_MS 10000
+/* A closing session whose replies cannot leave, or whose client does not
+ * close after our FIN, is reset after this. */
+#define CLOSING_LINGER_MS 5000
 #define SWEEP_MS 1000
 #define PER_CLIENT_SLOTS 4096
 
@@ -76,7 +77,7 @@ struct sess {
 	uint32_t slot;               /* per_client index */
 	uint64_t last_ms, data_start_ms, data_bytes, close_ms;
 	bool close_wanted, paused, req_busy, in_accept, in_data, peer_closed;
-	bool reaping;
+	bool reaping, lingering;
 	struct spool_req req;
 	char client[24];             /* "a.b.c.d[port]" for logs */
 };
@@ -168,9 +169,22 @@ static void flush_out(struct sess *s)
 		}
 	}
 	if (s->close_wanted && s->out_len == 0 && !s->in_accept) {
-		tcp_close(s->c);
-		s->c = NULL;
-		sess_maybe_free(s);
+		if (s->peer_closed) {
+			tcp_close(s->c);
+			s->c = NULL;
+			sess_maybe_free(s);
+			return;
+		}
+		/* Lingering close: FIN after the last reply, then read and
+		 * drop whatever the client still sends until it closes (or
+		 * CLOSING_LINGER_MS). Closing at once with its pipelined
+		 * commands unread would answer them with a RST, and a RST
+		 * makes the client's stack throw away our 421 unread. */
+		if (!s->lingering) {
+			s->lingering = true;
+			tcp_shutdown(s->c);
+		}
+		set_paused(s, false);
 		return;
 	}
 	update_pause(s);
@@ -309,6 +323,8 @@ static void on_data(struct tcp_conn *c, void *user, const uint8_t *d,
 	uint64_t now = now_ms(s->w);
 
 	(void)c;
+	if (s->lingering)
+		return; /* read and dropped */
 	s->last_ms = now;
 	if (s->in_data)
 		s->data_bytes += len;
@@ -337,6 +353,10 @@ static void on_peer_closed(struct tcp_conn *c, void *user)
 
 	(void)c;
 	s->peer_closed = true;
+	if (s->lingering) {
+		flush_out(s);
+		return;
+	}
 	/* The client sends no more. A reply it may still wait for (250
 	 * after the spool answers) is sent before we close. */
 	if (!s->req_busy) {

@@ -589,6 +589,27 @@ def test_max_errors(lab):
         assert c.closed(5), "connection still open after 421"
 
 
+@pytest.mark.lab_config(smtp=LIMITS)
+def test_max_errors_pipelined(lab):
+    """A pipelining client that hits max_errors while more of its commands
+    are on the way still reads every reply up to the 421, then a clean
+    close (FIN, not RST): the daemon lingers, reading and dropping."""
+    with sl.conn(lab) as c:
+        assert c.ehlo().code == 250
+        c.send(b"BOGUS\r\n" * 6 + b"NOOP\r\n" * 2000)
+        codes = []
+        for _ in range(6):
+            codes.append(c.reply(timeout=10).code)
+            if codes[-1] == 421:
+                break
+        assert codes == [502] * 5 + [421], codes
+        assert c.closed(10), "no clean close after 421"
+    deadline = time.monotonic() + 10
+    while lab.counters()["smtp.sessions_live"] != 0:
+        assert time.monotonic() < deadline, "the session was not freed"
+        time.sleep(0.2)
+
+
 @pytest.mark.lab_config(smtp={"command_timeout_s": 2})
 def test_command_timeout(lab):
     with sl.conn(lab) as c:
