@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "smtp/smtp_parse.h"
 
@@ -402,13 +403,20 @@ static void cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
 	}
 	if (!rcpt_params(s, pm, n, &notify, &orcpt))
 		return;
+	memcpy(addr, arg + path.addr_off, path.addr_len);
+	addr[path.addr_len] = '\0';
+	/* A recipient given twice is delivered once (as Postfix's cleanup
+	 * does); the first one's DSN parameters stand. */
+	for (uint32_t i = 0; i < e->nrcpt; i++)
+		if (strcasecmp(e->rcpt[i].addr, addr) == 0) {
+			smtp_reply(s, "250 2.1.5 Ok");
+			return;
+		}
 	/* RFC 5321 4.5.3.1.8: 452 past the limit; the client retries them */
 	if (e->nrcpt >= s->conf.max_recipients) {
 		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
-	memcpy(addr, arg + path.addr_off, path.addr_len);
-	addr[path.addr_len] = '\0';
 	if (s->ops.rcpt != NULL)
 		v = s->ops.rcpt(s->user, e, addr);
 	if (v != SMTP_OK) {

@@ -422,6 +422,12 @@ static const struct transcript basic[] = {
 	  TXN_OUT GO QUEUED(1) BYE, true, 1,
 	  { { "a@b.test", { { "u@d.test", NULL, 0 } },
 	      RCVD1(1) "Subject: x\r\n\r\nhello\r\n.dot\r\n" } }, 0 },
+	{ "a recipient given twice is kept once, with its first parameters", NULL,
+	  TXN_IN "RCPT TO:<U@D.test> NOTIFY=NEVER\r\nRCPT TO:<v@d.test>\r\n"
+	  "RCPT TO:<u@d.test>\r\nDATA\r\nx\r\n.\r\n",
+	  TXN_OUT RCPT_OK RCPT_OK RCPT_OK GO QUEUED(1), false, 1,
+	  { { "a@b.test", { { "u@d.test", NULL, 0 }, { "v@d.test", NULL, 0 } },
+	      RCVD_MANY("client.test", "ESMTP", 1) "x\r\n" } }, 0 },
 	{ "empty message", NULL,
 	  TXN_IN "DATA\r\n.\r\n",
 	  TXN_OUT GO QUEUED(1), false, 1,
