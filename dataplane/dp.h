@@ -54,6 +54,10 @@ struct dp_worker {
 	struct dp *dp;
 	struct dp_worker_stats stats;
 	struct dp_fault fault;
+	/* Idle wake-up from other workers: set while this worker sleeps
+	 * on its signalfd; an eventfd others write then (see dp_worker.c). */
+	int sleeping;
+	int wake_fd;
 } __rte_cache_aligned;
 
 struct dp {
@@ -72,12 +76,18 @@ struct dp {
 	bool steering;
 	uint32_t steer_seed;
 	struct rte_ring *steer_ring[DP_MAX_WORKERS]; /* MP/SC, one per worker */
+	/* bumped each time a worker drained PMD signals and ran the PMD's
+	 * handler (net_tap's trigger is global: every queue must look) */
+	uint32_t sig_gen;
 };
 
 /* The signals PMDs raise when frames wait (SIGIO and the real-time
- * range: net_tap takes the first free real-time signal). The workers
- * unblock them; the daemon blocks them in every other thread, before
- * EAL starts its own, so that none of those is woken by traffic. */
+ * range: net_tap takes the first free real-time signal). The daemon
+ * blocks them in every thread, before EAL starts its own; no thread
+ * takes them as signals. Each worker reads them from a signalfd (many
+ * per read, where delivery would cost a signal frame each), runs the
+ * PMD's handler itself once per batch, and sleeps in ppoll on that
+ * signalfd, so a frame still wakes an idle worker at once. */
 void dp_worker_signals(sigset_t *set);
 
 /* Monotonic milliseconds from the TSC, as the workers see time. */

@@ -263,10 +263,10 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	/* EAL's threads and the workers inherit this mask */
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 	/* net_tap raises a signal (the first free real-time one) for every
-	 * burst of frames it has for us. Taken by this sleeping thread,
-	 * each one costs a wake-up (a third of a core under load); blocked
-	 * in every thread but the workers (dp_worker_signals), it lands on
-	 * a worker that is awake anyway, or wakes an idle one early. */
+	 * frame it has for us. Taken by this sleeping thread, each one
+	 * costs a wake-up (a third of a core under load); blocked in every
+	 * thread, workers included (dp_worker_signals), the workers read
+	 * them in batches from a signalfd, which also wakes an idle one. */
 	dp_worker_signals(&io);
 	pthread_sigmask(SIG_BLOCK, &io, NULL);
 	sigorset(&old, &old, &io);
