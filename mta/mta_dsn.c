@@ -423,16 +423,24 @@ bool mta_dsn_wanted(const struct mta_dsn_conf *c, const struct env_rcpt *r,
 
 /* ---- the original message ----------------------------------------- */
 
-/* Length of the header block including the CRLF of its last line (not
- * the empty line); the whole message when there is no empty line. */
+/* Length of the header block up to and including the line end of its
+ * last line (not the empty line that ends it); the whole message when
+ * there is no empty line. An empty line is "CRLF", or a bare "LF" that a
+ * BINARYMIME body could hold. */
 static size_t header_block_len(const uint8_t *p, size_t n)
 {
-	if (n >= 2 && p[0] == '\r' && p[1] == '\n')
-		return 0;
-	for (size_t i = 0; i + 3 < n; i++)
-		if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' &&
-		    p[i + 3] == '\n')
-			return i + 2;
+	size_t i = 0;
+
+	while (i < n) {
+		const uint8_t *lf = memchr(p + i, '\n', n - i);
+		size_t e = lf ? (size_t)(lf - p) : n;
+
+		if (e == i || (e == i + 1 && p[i] == '\r'))
+			return i; /* the empty line */
+		if (lf == NULL)
+			break;
+		i = e + 1;
+	}
 	return n;
 }
 

@@ -414,6 +414,22 @@ Test(mta_dsn, failed_one_recipient_exact_fields)
 		     "Wed, 26 Nov 2025 12:02:00 +0000");
 	expect_field(blk[1], "Will-Retry-Until", NULL);
 	blocks_free(blk, nb);
+	/* the whole part, byte for byte (RFC 3464 2.1: per-message fields,
+	 * then each recipient's after an empty line) */
+	cr_expect_str_eq(m.p[1].content,
+			 "Reporting-MTA: dns; mx.dpmail.test\r\n"
+			 "Original-Envelope-Id: QQ314159\r\n"
+			 "Arrival-Date: Wed, 26 Nov 2025 12:00:00 +0000\r\n"
+			 "\r\n"
+			 "Original-Recipient: rfc822;Bob@Example.NET\r\n"
+			 "Final-Recipient: rfc822;bob@example.net\r\n"
+			 "Action: failed\r\n"
+			 "Status: 5.1.1\r\n"
+			 "Remote-MTA: dns; mx1.example.net\r\n"
+			 "Diagnostic-Code: smtp; 550 5.1.1 <bob@example.net>: "
+			 "Recipient address\r\n"
+			 " rejected: User unknown\r\n"
+			 "Last-Attempt-Date: Wed, 26 Nov 2025 12:02:00 +0000\r\n");
 
 	/* 3: RET absent -> headers only, exactly the original's */
 	expect_field(m.p[2].hdr, "Content-Type", "text/rfc822-headers");
@@ -804,12 +820,13 @@ Test(mta_dsn, long_header_lines_in_original_are_cut)
 	cr_assert_not_null(body);
 	strcpy(body, "X-Long: ");
 	memset(body + 8, 'y', 2000);
-	strcpy(body + 2008, "\nBare-LF: yes\r\n\r\nbody\r\n");
+	strcpy(body + 2008, "\nBare-LF: yes\r\n\nbody\r\n");
 	e = mkenv("alice@example.org", body);
 	add(e, "bob@example.net", "", 0);
 	cr_assert_eq(mta_dsn_render(&c, e, &o, 1, &b), 1);
 	parse(b, &m); /* checks every line */
 	cr_expect_not_null(strstr(m.p[2].content, "\r\nBare-LF: yes\r\n"));
+	cr_expect_null(strstr(m.p[2].content, "body"));
 	parsed_free(&m);
 	envelope_free(b);
 	envelope_free(e);
@@ -954,6 +971,9 @@ Test(mta_dsn, smtputf8_uses_global_types)
 	expect_field(m.p[2].hdr, "Content-Type", "message/global");
 	expect_field(m.p[2].hdr, "Content-Transfer-Encoding", "8bit");
 	cr_expect_str_eq(m.p[2].content, body);
+	python_check(b, "multipart/report delivery-status 3 text/plain "
+			"message/global-delivery-status message/global "
+			"defects=0");
 	parsed_free(&m);
 	envelope_free(b);
 	envelope_free(e);
@@ -1062,4 +1082,72 @@ Test(mta_dsn, status_valid_and_text)
 	cr_expect_str_eq(mta_dsn_status_text("5.9.9"), "Permanent failure");
 	cr_expect_str_eq(mta_dsn_status_text("2.0.0"), "Success");
 	cr_expect_str_eq(mta_dsn_status_text("x"), "Unknown status");
+}
+
+/* ---- hostile input, many times -------------------------------------- */
+
+static char *rnd_str(unsigned *seed, size_t max)
+{
+	static const char alpha[] = "ab @;.:<>\"\\\r\n\t-=_\x80\xc3\xa9\x01z";
+	size_t n = (size_t)rand_r(seed) % max;
+	char *s = malloc(n + 1);
+
+	cr_assert_not_null(s);
+	for (size_t i = 0; i < n; i++) {
+		s[i] = alpha[(size_t)rand_r(seed) % (sizeof(alpha) - 1)];
+		if (rand_r(seed) % 50 == 0) /* long runs without spaces */
+			s[i] = 'q';
+	}
+	s[n] = '\0';
+	return s;
+}
+
+Test(mta_dsn, random_fields_stay_well_formed)
+{
+	unsigned seed = 20251126;
+
+	for (int round = 0; round < 300; round++) {
+		struct mta_dsn_conf c = conf();
+		char *from = rnd_str(&seed, 40), *addr = rnd_str(&seed, 1500);
+		char *orcpt = rnd_str(&seed, 60), *diag = rnd_str(&seed, 3000);
+		char *rmta = rnd_str(&seed, 1200), *envid = rnd_str(&seed, 90);
+		char *body = rnd_str(&seed, 4000);
+		struct envelope *e, *b;
+		struct mta_dsn_rcpt o = {
+			.rcpt = 0,
+			.action = (enum mta_dsn_action)(rand_r(&seed) % 5),
+			.diagnostic = diag,
+			.remote_mta = rmta,
+			.last_attempt_us = T_ATTEMPT,
+			.retry_until_us = T_UNTIL,
+		};
+		struct parsed m;
+		int rc;
+
+		if (from[0] == '\0') { /* not the null sender */
+			free(from);
+			from = strdup("f");
+			cr_assert_not_null(from);
+		}
+		e = mkenv(from, body);
+		e->smtputf8 = rand_r(&seed) % 2;
+		e->ret = (uint8_t)(rand_r(&seed) % 3);
+		cr_assert_eq(envelope_set_str(&e->envid, envid, SIZE_MAX), 0);
+		add(e, addr, orcpt, ENV_NOTIFY_SUCCESS | ENV_NOTIFY_FAILURE |
+			ENV_NOTIFY_DELAY);
+		rc = mta_dsn_render(&c, e, &o, 1, &b);
+		cr_assert_eq(rc, 1, "round %d", round);
+		parse(b, &m);
+		cr_assert_eq(m.np, 3);
+		parsed_free(&m);
+		envelope_free(b);
+		envelope_free(e);
+		free(from);
+		free(addr);
+		free(orcpt);
+		free(diag);
+		free(rmta);
+		free(envid);
+		free(body);
+	}
 }
