@@ -8,7 +8,7 @@
  * outstanding query ID to its lookup and slot, so an answer is matched
  * in O(1) and a second query never reuses a live ID.
  *
- * c-ares builds the queries and parses the MX and A answers; walk()
+ * c-ares builds the queries and parses the MX and A answers; mta_dnsw_walk()
  * bound-checks every section first (c-ares' parsers read only the answer
  * section) and reads what c-ares does not give: TTLs of MX answers, the
  * SOA for negative caching (RFC 2308 5), additional A records.
@@ -28,13 +28,12 @@
 #include <sys/random.h>
 
 #include "mta/mta_dns_cache.h"
+#include "mta/mta_dns_wire.h"
 
-#define T_A 1
-#define T_SOA 6
-#define T_MX 15
-#define C_IN 1
-
-#define HDR_LEN 12
+#define T_A MTA_DNSW_T_A
+#define T_MX MTA_DNSW_T_MX
+#define C_IN MTA_DNSW_C_IN
+#define HDR_LEN MTA_DNSW_HDR_LEN
 #define MX_COLLECT_MAX 64   /* MX records looked at before the cut */
 #define MX_PACKED_MAX (MX_COLLECT_MAX * (3 + MTA_DNS_NAME_MAX))
 
@@ -91,70 +90,6 @@ static int rnd(struct mta_dns *d, void *buf, size_t len)
 	return (size_t)n == len ? 0 : -EAGAIN;
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Case-insensitive, ignoring one trailing dot on either side. */
-static bool name_eq(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-
-	if (la && a[la - 1] == '.')
-		la--;
-	if (lb && b[lb - 1] == '.')
-		lb--;
-	return la == lb && !strncasecmp(a, b, la);
-}
-
-/* host is domain or below it. */
-static bool in_bailiwick(const char *host, const char *domain)
-{
-	size_t lh = strlen(host), ld = strlen(domain);
-
-	if (name_eq(host, domain))
-		return true;
-	if (lh && host[lh - 1] == '.')
-		lh--;
-	return lh > ld + 1 && host[lh - ld - 1] == '.' &&
-	       !strncasecmp(host + lh - ld, domain, ld);
-}
-
-/* An ASCII domain: 1..63-byte labels of letters, digits, '-', '_';
- * at most 253 bytes without the trailing dot. */
-static bool domain_ok(const char *s, size_t *len)
-{
-	size_t n = strlen(s), lab = 0;
-
-	if (n && s[n - 1] == '.')
-		n--;
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '.') {
-			if (lab == 0)
-				return false;
-			lab = 0;
-			continue;
-		}
-		if (!isalnum(ch) && ch != '-' && ch != '_')
-			return false;
-		if (++lab > 63)
-			return false;
-	}
-	*len = n;
-	return true;
-}
-
 static uint64_t ttl_expire(const struct mta_dns *d, uint64_t now_ms,
 			   uint32_t ttl, bool negative)
 {
@@ -176,104 +111,6 @@ static int cache_get(struct mta_dns *d, const char *name, uint16_t type,
 	}
 	d->st.cache_misses++;
 	return 0;
-}
-
-/* ---- the packet walk ---- */
-
-struct walk {
-	/* in */
-	const char *glue_for;       /* collect additional A for this name */
-	/* out */
-	uint32_t ans_min_ttl;
-	bool has_soa;
-	uint32_t soa_ttl;
-	unsigned n_glue;
-	uint32_t glue[MTA_DNS_ADDRS_MAX];
-	uint32_t glue_ttl;          /* the lowest */
-};
-
-/* The SOA's MINIMUM, bounded by the record's TTL (RFC 2308 5). */
-static bool read_soa(const uint8_t *pkt, size_t len, size_t rd, size_t rdlen,
-		     uint32_t ttl, uint32_t *out)
-{
-	size_t off = rd;
-
-	for (int i = 0; i < 2; i++) {
-		char *n = NULL;
-		long enc = 0;
-
-		if (ares_expand_name(pkt + off, pkt, (int)len, &n, &enc) !=
-		    ARES_SUCCESS)
-			return false;
-		ares_free_string(n);
-		off += (size_t)enc;
-		if (off > rd + rdlen)
-			return false;
-	}
-	if (off + 20 > rd + rdlen)
-		return false;
-	*out = get32(pkt + off + 16);
-	if (ttl < *out)
-		*out = ttl;
-	return true;
-}
-
-/*
- * Walks every record of every section after the question (which ends
- * at off), bound-checking each. Returns false on any overrun, a bad
- * name or a count that lies.
- */
-static bool walk(const uint8_t *pkt, size_t len, size_t off, struct walk *w)
-{
-	unsigned cnt[3] = { get16(pkt + 6), get16(pkt + 8), get16(pkt + 10) };
-
-	w->ans_min_ttl = UINT32_MAX;
-	for (int sec = 0; sec < 3; sec++) {
-		for (unsigned i = 0; i < cnt[sec]; i++) {
-			char *name = NULL;
-			long enc = 0;
-			uint16_t type, cls, rdlen;
-			uint32_t ttl;
-
-			if (off >= len ||
-			    ares_expand_name(pkt + off, pkt, (int)len, &name,
-					     &enc) != ARES_SUCCESS)
-				return false;
-			off += (size_t)enc;
-			if (off + 10 > len) {
-				ares_free_string(name);
-				return false;
-			}
-			type = get16(pkt + off);
-			cls = get16(pkt + off + 2);
-			ttl = get32(pkt + off + 4);
-			rdlen = get16(pkt + off + 8);
-			off += 10;
-			if (off + rdlen > len) {
-				ares_free_string(name);
-				return false;
-			}
-			if (ttl > INT32_MAX)   /* RFC 2181 8: treat as 0 */
-				ttl = 0;
-			if (cls == C_IN && sec == 0 && ttl < w->ans_min_ttl)
-				w->ans_min_ttl = ttl;
-			if (cls == C_IN && sec == 1 && type == T_SOA &&
-			    !w->has_soa)
-				w->has_soa = read_soa(pkt, len, off, rdlen,
-						      ttl, &w->soa_ttl);
-			if (cls == C_IN && sec == 2 && type == T_A &&
-			    rdlen == 4 && w->glue_for &&
-			    name_eq(name, w->glue_for) &&
-			    w->n_glue < MTA_DNS_ADDRS_MAX) {
-				memcpy(&w->glue[w->n_glue++], pkt + off, 4);
-				if (w->n_glue == 1 || ttl < w->glue_ttl)
-					w->glue_ttl = ttl;
-			}
-			ares_free_string(name);
-			off += rdlen;
-		}
-	}
-	return true;
 }
 
 /* ---- queries ---- */
@@ -443,10 +280,10 @@ static void start_hosts(struct mta_dns *d, struct lookup *lk, uint64_t now_ms,
 			lk->hstate[i] = H_OK;
 			continue;
 		}
-		if (pkt && (aa || in_bailiwick(h->name, lk->domain))) {
-			struct walk w = { .glue_for = h->name };
+		if (pkt && (aa || mta_dnsw_in_bailiwick(h->name, lk->domain))) {
+			struct mta_dnsw_walk w = { .glue_for = h->name };
 
-			(void)walk(pkt, len, qend, &w);  /* checked before */
+			(void)mta_dnsw_walk(pkt, len, qend, &w);  /* checked before */
 			if (w.n_glue) {
 				memcpy(h->addrs, w.glue, w.n_glue * 4);
 				h->n_addrs = w.n_glue;
@@ -588,7 +425,7 @@ static unsigned mx_unpack(const uint8_t *buf, size_t len, struct mx_ent *e,
 /* ---- answers ---- */
 
 static void neg_cache(struct mta_dns *d, const char *name, uint16_t type,
-		      enum mta_dnsc_kind kind, const struct walk *w,
+		      enum mta_dnsc_kind kind, const struct mta_dnsw_walk *w,
 		      uint64_t now_ms)
 {
 	if (!w->has_soa)    /* RFC 2308 5: no SOA, no negative caching */
@@ -600,7 +437,7 @@ static void neg_cache(struct mta_dns *d, const char *name, uint16_t type,
 /* A NOERROR answer to the MX query. false: unparseable, drop it. */
 static bool mx_answer(struct mta_dns *d, struct lookup *lk, uint64_t now_ms,
 		      const uint8_t *pkt, size_t len, size_t qend,
-		      const struct walk *w)
+		      const struct mta_dnsw_walk *w)
 {
 	struct mx_ent *e = d->mx;
 	struct ares_mx_reply *mx = NULL;
@@ -646,7 +483,7 @@ static bool mx_answer(struct mta_dns *d, struct lookup *lk, uint64_t now_ms,
 /* A NOERROR answer to exchange i's A query. false: drop it. */
 static bool a_answer(struct mta_dns *d, struct lookup *lk, unsigned i,
 		     uint64_t now_ms, const uint8_t *pkt, size_t len,
-		     const struct walk *w)
+		     const struct mta_dnsw_walk *w)
 {
 	struct mta_dns_host *h = &lk->res.hosts[i];
 	struct ares_addrttl at[MTA_DNS_ADDRS_MAX];
@@ -686,7 +523,7 @@ void mta_dns_input(struct mta_dns *d, uint64_t now_ms, uint32_t src_ip,
 		   uint16_t src_port, const uint8_t *pkt, size_t len)
 {
 	const struct mta_dns_resolver *r;
-	struct walk w = { 0 };
+	struct mta_dnsw_walk w = { 0 };
 	struct lookup *lk;
 	struct query *q;
 	char *qname = NULL;
@@ -709,7 +546,7 @@ void mta_dns_input(struct mta_dns *d, uint64_t now_ms, uint32_t src_ip,
 		d->st.not_response++;
 		goto out;
 	}
-	m = d->idmap[get16(pkt)];
+	m = d->idmap[mta_dnsw_get16(pkt)];
 	if (!m) {
 		d->st.unmatched_id++;
 		goto out;
@@ -723,7 +560,7 @@ void mta_dns_input(struct mta_dns *d, uint64_t now_ms, uint32_t src_ip,
 		goto out;
 	}
 	/* the question: one, ours, opcode QUERY */
-	if (get16(pkt + 4) != 1 || (pkt[2] & 0x78) != 0) {
+	if (mta_dnsw_get16(pkt + 4) != 1 || (pkt[2] & 0x78) != 0) {
 		d->st.wrong_question++;
 		goto out;
 	}
@@ -734,9 +571,9 @@ void mta_dns_input(struct mta_dns *d, uint64_t now_ms, uint32_t src_ip,
 		goto out;
 	}
 	qend = HDR_LEN + (size_t)enc + 4;
-	same = name_eq(qname, slot_name(lk, slot)) &&
-	       get16(pkt + qend - 4) == (slot ? T_A : T_MX) &&
-	       get16(pkt + qend - 2) == C_IN;
+	same = mta_dnsw_name_eq(qname, slot_name(lk, slot)) &&
+	       mta_dnsw_get16(pkt + qend - 4) == (slot ? T_A : T_MX) &&
+	       mta_dnsw_get16(pkt + qend - 2) == C_IN;
 	ares_free_string(qname);
 	if (!same) {
 		d->st.wrong_question++;
@@ -751,7 +588,7 @@ void mta_dns_input(struct mta_dns *d, uint64_t now_ms, uint32_t src_ip,
 			  "truncated answer (TC), no TCP fallback yet");
 		goto out;
 	}
-	if (!walk(pkt, len, qend, &w)) {
+	if (!mta_dnsw_walk(pkt, len, qend, &w)) {
 		d->st.malformed++;
 		goto out;
 	}
@@ -856,7 +693,7 @@ int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
 	struct lookup *lk = NULL;
 	size_t n;
 
-	if (!domain || !done || !domain_ok(domain, &n))
+	if (!domain || !done || !mta_dnsw_domain_ok(domain, &n))
 		return -EINVAL;
 	for (unsigned i = 0; i < d->c.max_lookups && !lk; i++)
 		if (d->lk[i].state == L_FREE)

@@ -1067,3 +1067,19 @@ Test(mta_dns, random_mutations_never_crash)
 	cr_assert_geq(st()->malformed + st()->answers + st()->wrong_question,
 		      1);
 }
+
+Test(mta_dns, getrandom_ids)
+{
+	teardown();
+	conf.rand = NULL;
+	make();
+	for (unsigned i = 0; i < 8; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "d%u.example.org", i);
+		cr_assert_eq(mta_dns_resolve_mx(d, name, 0, on_done, NULL), 0);
+	}
+	cr_assert_eq(n_sent, 8);
+	for (unsigned i = 1; i < 8; i++)
+		cr_assert_neq(q_id(i), q_id(0));
+}
