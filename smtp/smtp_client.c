@@ -438,6 +438,27 @@ void smtp_client_input(struct smtp_client *c, const uint8_t *data,
 	smtp_client_rx(c, data, len);
 }
 
+/* An address that would break the command line it goes on (the
+ * server's parser never lets one in; this guards other sources). */
+static bool addr_unsafe(const char *a)
+{
+	for (; *a != '\0'; a++)
+		if ((unsigned char)*a < 0x20 || *a == 0x7f || *a == '<' ||
+		    *a == '>')
+			return true;
+	return false;
+}
+
+static bool any_addr_unsafe(const struct smtp_client *c)
+{
+	if (addr_unsafe(c->env->mail_from))
+		return true;
+	for (uint32_t i = 0; i < c->nres; i++)
+		if (addr_unsafe(c->env->rcpt[c->res[i].idx].addr))
+			return true;
+	return false;
+}
+
 /* What this engine decides before saying anything (see the header). */
 static bool refuse_locally(struct smtp_client *c)
 {
@@ -445,7 +466,10 @@ static bool refuse_locally(struct smtp_client *c)
 	struct smtp_client_reply r;
 	uint32_t f = c->caps.flags;
 
-	if (e->smtputf8 && !(f & SMTP_CAP_SMTPUTF8))
+	if (any_addr_unsafe(c))
+		smtp_client_local_reply(&r, SMTP_CLIENT_MAIL, 553, "5.1.3",
+			"address with control characters or angle brackets");
+	else if (e->smtputf8 && !(f & SMTP_CAP_SMTPUTF8))
 		smtp_client_local_reply(&r, SMTP_CLIENT_MAIL, 553, "5.6.7",
 			"SMTPUTF8 is required, but was not offered by the host");
 	else if (e->body_type == ENV_BODY_BINARYMIME)

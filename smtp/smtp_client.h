@@ -32,6 +32,8 @@
  *
  * Decided here, before anything is sent (every recipient of the message
  * bounced, reply.local set, the connection stays ready):
+ *   a sender or recipient with a control character, '<' or '>' (it
+ *     would break the command line)   -> 553 5.1.3
  *   env->smtputf8 and no SMTPUTF8 offered  -> 553 5.6.7
  *   8-bit octets in the body and no 8BITMIME offered (RFC 6152 3: no
  *     downgrade to 7 bit here)             -> 554 5.6.3

@@ -117,6 +117,9 @@ static const struct mspec M_BIG = { /* 1001 octets */
 	"0123456789012345678901234567890123456789012345678901234567890123456789"
 	"0123456789012345678901234567890123456789012345678901234567890123456789"
 	"012345678901234567890" };
+static const struct mspec M_INJECT = {
+	"a@b.test", { { "u@d.test" }, { "v@d.test>\r\nRSET\r\nRCPT TO:<w" } },
+	BODY };
 static const struct mspec M_SUBSET = {
 	"a@b.test", { { "u@d.test" }, { "v@d.test" }, { "w@d.test" } }, BODY,
 	.idx = { 2, 0 }, .nidx = 2 };
@@ -701,6 +704,13 @@ static const struct transcript caps[] = {
 	  GREET EHLO_PIPE MAIL_OK RCPT_OK RCPT_OK RCPT_OK GO QUEUED BYE,
 	  EHLO MAIL_A RCPT_U RCPT_V RCPT_W DATA "x\r\n.\r\n" QUIT,
 	  R_DELIVERED(0) R_DELIVERED(1) R_DELIVERED(2) "=\n", X_QUIT },
+	{ "CR LF in an address: bounced unsent, nothing injected", NULL,
+	  { &M_INJECT, &M1 },
+	  GREET EHLO_ALL MAIL_OK RCPT_OK GO QUEUED BYE,
+	  EHLO MAIL_A_SZ RCPT_U DATA SENT_BODY QUIT,
+	  "0 B 553 5.1.3 address with control characters or angle brackets "
+	  "[local]\n1 B 553 5.1.3 address with control characters or angle "
+	  "brackets [local]\n=\n" R_DELIVERED(0) "=\n", X_QUIT },
 	{ "no_pipelining conf", tweak_no_pipe, { &M1 },
 	  GREET EHLO_ALL MAIL_OK RCPT_OK GO QUEUED BYE,
 	  EHLO MAIL_A_SZ RCPT_U DATA SENT_BODY QUIT,
@@ -986,4 +996,52 @@ Test(smtp_client, stats)
 	cr_assert_eq(st->bytes_out, h.out_len);
 	cr_assert_eq(h.end, SMTP_CLIENT_END_QUIT);
 	h_free(&h);
+}
+
+/* Random replies in every stage (mostly well-formed, often not): the
+ * engine never asserts, never writes after close, closes at most once,
+ * and reports every message handed to it exactly once. */
+static const char *const frags[] = {
+	"220 x\r\n", "250 ok\r\n", "250-PIPELINING\r\n", "250-SIZE 10\r\n",
+	"250-8BITMIME\r\n", "354 go\r\n", "421 bye\r\n", "451 4.3.0 t\r\n",
+	"550 5.1.1 n\r\n", "554 no\r\n", "221 bye\r\n", "500 ?\r\n",
+	"2", "5", "0", "-", " ", "\r", "\n", "x", "25", "250 ",
+};
+
+Test(smtp_client, random_replies)
+{
+	for (uint32_t seed = 1; seed <= 400; seed++) {
+		struct harness h;
+		uint32_t st = seed * 2654435761u;
+		int dones = 0;
+
+		h_init(&h, seed & 1 ? tweak_block16 : NULL,
+		       (const struct mspec *[]){ &M3, &M_DOTS, &M1, NULL });
+		for (int i = 0; i < 300 && !h.closed; i++) {
+			const char *f = frags[xorshift(&st) %
+					      (sizeof(frags) / sizeof(frags[0]))];
+
+			feed_str(&h, f);
+			switch (xorshift(&st) % 64) {
+			case 0:
+				smtp_client_timeout(h.c);
+				break;
+			case 1:
+			case 2:
+			case 3:
+				smtp_client_drained(h.c);
+				break;
+			default:
+				break;
+			}
+		}
+		smtp_client_lost(h.c);
+		cr_assert_eq(h.closed, 1, "seed %u", seed);
+		cr_assert_not(h.write_after_close, "seed %u", seed);
+		for (size_t i = 0; i < h.res_len; i++)
+			dones += h.res[i] == '=';
+		cr_assert_eq(dones, h.next, "seed %u: %d done, %d sent", seed,
+			     dones, h.next);
+		h_free(&h);
+	}
 }
