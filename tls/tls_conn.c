@@ -409,7 +409,7 @@ struct tls_session *tls_conn_session_get(struct tls_conn *c)
 
 int tls_conn_session_set(struct tls_conn *c, struct tls_session *s)
 {
-	if (c->started)
+	if (c->started || c->ctx->role != TLS_CLIENT)
 		return -EINVAL;
 	if (!SSL_set_session(c->ssl, (SSL_SESSION *)s)) {
 		ERR_clear_error();

@@ -344,7 +344,28 @@ static void split_every_size(enum tls_version v)
 	struct tls_ctx *cc = client_ctx(TLS_V_DEFAULT, TLS_VERIFY_REQUIRED,
 					P("ca.pem"), NULL, NULL);
 
-	for (size_t chunk = 1; chunk <= 1400; chunk += chunk < 64 ? 1 : 7) {
+	size_t max_flight = 0;
+
+	/* the largest single flight, measured on a whole handshake */
+	{
+		struct tls_conn *srv = tls_conn_new(sc, NULL);
+		struct tls_conn *cli = tls_conn_new(cc, "mx.example.com");
+
+		cr_assert_eq(tls_conn_start(cli), 0);
+		for (int i = 0; i < 4; i++) {
+			if (tls_conn_pending_out(cli) > max_flight)
+				max_flight = tls_conn_pending_out(cli);
+			move(cli, srv, 0);
+			if (tls_conn_pending_out(srv) > max_flight)
+				max_flight = tls_conn_pending_out(srv);
+			move(srv, cli, 0);
+		}
+		cr_assert(tls_conn_handshake_done(srv));
+		cr_assert_gt(max_flight, 500);
+		tls_conn_free(cli);
+		tls_conn_free(srv);
+	}
+	for (size_t chunk = 1; chunk <= max_flight + 1; chunk++) {
 		struct tls_conn *srv = tls_conn_new(sc, NULL);
 		struct tls_conn *cli = tls_conn_new(cc, "mx.example.com");
 
@@ -511,6 +532,14 @@ Test(tls, sni_selects_certificate)
 	sni_case(sc, cc, "example.org", "CN=mail.example.com");
 	sni_case(sc, cc, "unknown.test", "CN=mail.example.com");
 	sni_case(sc, cc, NULL, "CN=mail.example.com");
+
+	/* RFC 6066 3: an address is not sent as SNI */
+	struct tls_conn *srv = tls_conn_new(sc, NULL);
+	struct tls_conn *cli = tls_conn_new(cc, "192.0.2.7");
+	cr_assert(handshake(cli, srv, 0));
+	cr_assert_null(tls_conn_sni(srv));
+	tls_conn_free(cli);
+	tls_conn_free(srv);
 	tls_ctx_free(cc);
 	tls_ctx_free(cc12);
 	tls_ctx_free(sc);
@@ -931,4 +960,34 @@ Test(tls, bad_config)
 	c.ca_file = missing;
 	cr_assert_eq(tls_ctx_new(&c, &ctx, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, missing) && strstr(err, "No such file"), "%s", err);
+}
+
+/* TLS 1.3 post-handshake messages: a KeyUpdate asking for one back is
+ * read in tls_conn_read and answered before the next data (OpenSSL's
+ * way, RFC 8446 4.6.3), and data goes on both ways. */
+Test(tls, key_update)
+{
+	struct tls_ctx *sc = server_ctx(TLS_V_DEFAULT, TLS_VERIFY_NONE, 1);
+	struct tls_ctx *cc = client_ctx(TLS_V_DEFAULT, TLS_VERIFY_NONE, NULL,
+					NULL, NULL);
+	struct tls_conn *srv = tls_conn_new(sc, NULL);
+	struct tls_conn *cli = tls_conn_new(cc, NULL);
+	char buf[64];
+
+	cr_assert(handshake(cli, srv, 0));
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(SSL_key_update(tls_conn_ssl(cli),
+					    SSL_KEY_UPDATE_REQUESTED), 1);
+		exchange_small(cli, srv);
+		exchange_small(srv, cli);
+		move(cli, srv, 1);
+		cr_assert_eq(tls_conn_read(srv, buf, sizeof(buf)), 0);
+		cr_assert_not(tls_conn_failed(srv));
+		cr_assert_not(tls_conn_failed(cli));
+	}
+	cr_assert_eq(tls_conn_session_set(srv, NULL), -EINVAL);
+	tls_conn_free(cli);
+	tls_conn_free(srv);
+	tls_ctx_free(cc);
+	tls_ctx_free(sc);
 }
