@@ -20,6 +20,7 @@
 
 #include "dataplane/dp_conf.h"
 #include "dataplane/dp_port.h"
+#include "dataplane/dp_rss.h"
 
 /* What a worker runs: installed by the layer above (mgmt). */
 struct dp_worker_ops {
@@ -58,6 +59,8 @@ struct dp_worker {
 	 * on its signalfd; an eventfd others write then (see dp_worker.c). */
 	int sleeping;
 	int wake_fd;
+	/* TCP frames checked against the software Toeplitz (dp_rss.h) */
+	uint32_t rss_checked;
 } __rte_cache_aligned;
 
 struct dp {
@@ -72,10 +75,15 @@ struct dp {
 	unsigned nworkers;
 	struct dp_worker workers[DP_MAX_WORKERS];
 	volatile int stop;
-	/* software steering (more than one worker and no usable RSS) */
+	/* software steering of every flow: more than one worker and no
+	 * usable RSS, or RSS failed its runtime check (set by a worker then:
+	 * read atomically). With RSS (dp_rss_active) and not steering, the
+	 * rings still carry ARP copies and ICMP errors to their owners. */
 	bool steering;
 	uint32_t steer_seed;
 	struct rte_ring *steer_ring[DP_MAX_WORKERS]; /* MP/SC, one per worker */
+	struct dp_rss rss;   /* the key and RETA programmed, if any */
+	int rss_failed;      /* the runtime check found a mismatch */
 	/* bumped each time a worker drained PMD signals and ran the PMD's
 	 * handler (net_tap's trigger is global: every queue must look) */
 	uint32_t sig_gen;

@@ -113,7 +113,10 @@ static int pick_workers(struct dp *dp)
  * With several workers, every flow must reach the worker that owns it.
  * The PMDs this runs on first (tap, af_packet, virtio) spread flows with
  * a hash we cannot reproduce, so the receiving worker classifies each
- * frame and hands it to its owner over that owner's ring.
+ * frame and hands it to its owner over that owner's ring. The rings are
+ * made whenever there are several workers: with deterministic RSS
+ * (dp_rss_setup, after start) they still carry ARP copies and ICMP
+ * errors, and all flows again if RSS fails its runtime check.
  */
 static int setup_steering(struct dp *dp)
 {
@@ -140,8 +143,8 @@ static int setup_steering(struct dp *dp)
 	}
 	dp->steering = true;
 	dp->steer_seed = (uint32_t)rte_rand();
-	LOG(LOG_NOTICE, "dataplane: software steering across %u workers "
-	    "(rings of %u frames)", dp->nworkers, size);
+	LOG(LOG_INFO, "dataplane: steering rings of %u frames for %u workers",
+	    size, dp->nworkers);
 	return 0;
 }
 
@@ -185,6 +188,10 @@ static int configure_port(struct dp *dp)
 	dp->tx_offloads = dp->info.tx_offload_capa &
 		(RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM |
 		 RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
+	/* the NIC's hash in each mbuf, for dp_rss's runtime check */
+	if (pc.rxmode.mq_mode == RTE_ETH_MQ_RX_RSS)
+		dp->rx_offloads |= dp->info.rx_offload_capa &
+				   RTE_ETH_RX_OFFLOAD_RSS_HASH;
 	pc.rxmode.offloads = dp->rx_offloads;
 	pc.txmode.offloads = dp->tx_offloads;
 
@@ -249,6 +256,13 @@ static int configure_port(struct dp *dp)
 		return rc;
 	}
 	dp->port_started = true;
+	if (dp->nworkers > 1) {
+		if (dp_rss_setup(dp) == 0)
+			dp->steering = false;
+		else
+			LOG(LOG_NOTICE, "dataplane: software steering across "
+			    "%u workers", dp->nworkers);
+	}
 	return 0;
 }
 
@@ -353,6 +367,8 @@ unsigned dp_mbufs_in_use(const struct dp *dp)
 
 void dp_close(struct dp *dp)
 {
+	if (dp_rss_active == &dp->rss)
+		dp_rss_active = NULL;
 	for (unsigned i = 0; i < dp->nworkers; i++)
 		dp_fault_fini(&dp->workers[i].fault);
 	/* frames in flight between workers go back to the pool */

@@ -91,3 +91,32 @@ unsigned dp_steer_classify(const struct rte_mbuf *m, uint32_t seed,
 			      (uint16_t)(l4[0] << 8 | l4[1]), ip->dst_addr,
 			      (uint16_t)(l4[2] << 8 | l4[3]));
 }
+
+unsigned dp_steer_l4(const struct rte_mbuf *m, uint32_t *rip, uint16_t *rport,
+		     uint32_t *lip, uint16_t *lport)
+{
+	const struct rte_ether_hdr *eh;
+	const struct rte_ipv4_hdr *ip;
+	const uint8_t *l4;
+	uint16_t len = rte_pktmbuf_data_len(m), ihl;
+
+	if (len < sizeof(*eh) + sizeof(*ip))
+		return 0;
+	eh = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+	if (eh->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4))
+		return 0;
+	ip = (const struct rte_ipv4_hdr *)(eh + 1);
+	ihl = (uint16_t)((ip->version_ihl & 0x0f) * 4);
+	if ((ip->next_proto_id != IPPROTO_TCP &&
+	     ip->next_proto_id != IPPROTO_UDP) ||
+	    (ip->fragment_offset &
+	     RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) ||
+	    ihl < sizeof(*ip) || len < sizeof(*eh) + ihl + 4)
+		return 0;
+	l4 = (const uint8_t *)ip + ihl;
+	*rip = ip->src_addr;
+	*lip = ip->dst_addr;
+	*rport = (uint16_t)(l4[0] << 8 | l4[1]);
+	*lport = (uint16_t)(l4[2] << 8 | l4[3]);
+	return ip->next_proto_id;
+}

@@ -22,6 +22,7 @@
 #include "dataplane/dp.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -184,7 +185,7 @@ static void idle_sleep(struct dp_worker *w, const struct sigwake *sw,
 		/* a trigger another worker advanced after our last burst,
 		 * or frames it handed us: look again rather than sleep */
 		if (__atomic_load_n(&dp->sig_gen, __ATOMIC_SEQ_CST) !=
-		    gen_seen || (dp->steering &&
+		    gen_seen || (dp->steer_ring[w->index] != NULL &&
 		    rte_ring_count(dp->steer_ring[w->index]) != 0)) {
 			__atomic_store_n(&w->sleeping, 0, __ATOMIC_RELAXED);
 			return;
@@ -202,8 +203,62 @@ static void idle_sleep(struct dp_worker *w, const struct sigwake *sw,
 }
 
 /*
+ * Deterministic RSS (dp_rss.h): the NIC's hash and queue of the first
+ * DP_RSS_CHECK TCP frames must be those the software Toeplitz gives. On
+ * a mismatch, every worker steers in software from then on (the owner
+ * function stays the same, so no flow changes hands). False then.
+ */
+static bool rss_check(struct dp_worker *w, const struct rte_mbuf *m,
+		      uint32_t rip, uint16_t rport, uint32_t lip, uint16_t lport)
+{
+	const struct dp_rss *r = dp_rss_active;
+	struct dp *dp = w->dp;
+	bool has = (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0;
+	uint32_t h;
+	unsigned o;
+
+	w->rss_checked++;
+	if (r == NULL)
+		return true;
+	h = dp_rss_hash(r, rip, rport, lip, lport);
+	o = dp_rss_owner_of_hash(r, h);
+	if ((!has || m->hash.rss == h) && o == w->index)
+		return true;
+	__atomic_store_n(&dp->steering, true, __ATOMIC_RELEASE);
+	if (__atomic_exchange_n(&dp->rss_failed, 1, __ATOMIC_ACQ_REL) == 0)
+		LOG(LOG_WARNING, "dataplane: NIC RSS does not match the software "
+		    "Toeplitz: worker %u got a frame with %s %#x (expected "
+		    "%#x, owner %u): software steering from now on", w->index,
+		    has ? "hash" : "no hash, software", has ? m->hash.rss : h,
+		    h, o);
+	return false;
+}
+
+/* The worker frame m goes to (or DP_STEER_LOCAL / DP_STEER_ALL). */
+static unsigned owner_of(struct dp_worker *w, const struct rte_mbuf *m,
+			 bool steering)
+{
+	struct dp *dp = w->dp;
+	uint32_t rip, lip;
+	uint16_t rport, lport;
+	unsigned proto;
+
+	if (!steering) {
+		/* RSS delivered the flow to its owner's queue */
+		proto = dp_steer_l4(m, &rip, &rport, &lip, &lport);
+		if (proto != 0 &&
+		    (proto != IPPROTO_TCP || w->rss_checked >= DP_RSS_CHECK ||
+		     rss_check(w, m, rip, rport, lip, lport)))
+			return DP_STEER_LOCAL;
+	}
+	return dp_steer_classify(m, dp->steer_seed, dp->nworkers);
+}
+
+/*
  * Software steering: keep what this worker owns, hand the rest to its
  * owner's ring, copy ARP to everyone, then take what others handed here.
+ * With deterministic RSS and not steering, TCP and UDP frames stay where
+ * the NIC put them and only the rest (ARP, ICMP errors) is classified.
  * Returns the frames this worker must process, in pkts[].
  */
 static uint16_t steer(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t n,
@@ -214,10 +269,11 @@ static uint16_t steer(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t n,
 	struct rte_mbuf *keep[DP_MAX_BURST];
 	uint16_t nout[DP_MAX_WORKERS] = { 0 };
 	uint16_t nkeep = 0, got;
+	bool steering = __atomic_load_n(&dp->steering, __ATOMIC_ACQUIRE);
 
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
-		unsigned o = dp_steer_classify(m, dp->steer_seed, dp->nworkers);
+		unsigned o = owner_of(w, m, steering);
 
 		if (o == DP_STEER_ALL) {
 			for (unsigned j = 0; j < dp->nworkers; j++) {
@@ -313,7 +369,7 @@ static int worker_main(void *arg)
 		last_rx = n;
 		now = dp_now_ms();
 
-		if (dp->steering)
+		if (dp->nworkers > 1)
 			n = steer(w, pkts, n, (uint16_t)(2 * burst));
 
 		w->stats.polls++;
@@ -375,6 +431,10 @@ int dp_launch(struct dp *dp, const struct dp_worker_ops *ops, void **ctx)
 	for (unsigned i = 0; i < dp->nworkers; i++) {
 		dp->workers[i].sleeping = 0;
 		dp->workers[i].wake_fd = -1;
+		/* fault injection corrupts frames after the NIC hashed
+		 * them: no runtime RSS check then */
+		dp->workers[i].rss_checked =
+			dp_fault_enabled(&dp->conf.fault) ? DP_RSS_CHECK : 0;
 		if (dp->nworkers > 1) {
 			dp->workers[i].wake_fd =
 				eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

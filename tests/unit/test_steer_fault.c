@@ -1,15 +1,19 @@
 /*
  * test_steer_fault.c: software steering's classifier and flow ownership
- * (dp_steer.h), and the fault-injecting queue wrapper (dp_fault.h) over
- * the fake port. Every test ends with the mbuf pool full.
+ * (dp_steer.h), ownership by deterministic RSS (dp_rss.h: no NIC here, so
+ * the Toeplitz against the published vectors and the owner function with
+ * the key and RETA dp_rss_setup programs), and the fault-injecting queue
+ * wrapper (dp_fault.h) over the fake port. Every test ends with the mbuf pool full.
  */
 #include <string.h>
 
 #include <criterion/criterion.h>
 
 #include "dataplane/dp_fault.h"
+#include "dataplane/dp_rss.h"
 #include "dataplane/dp_steer.h"
 #include "tcpstack/tcp.h"
+#include "tcpstack/udp.h"
 #include "tests/unit/ut_helpers.h"
 
 #define SEED 0xc0ffee11u
@@ -200,6 +204,231 @@ UT_TEST(steer, connect_ports_owned, ut_setup_env)
 			ut.stack_up = false;
 			ut_drain_tx();
 		}
+}
+
+/* ------------------------------------------------------------------ */
+/* dp_rss                                                              */
+
+#define IP4(a, b, c, d) UT_IP(a, b, c, d)
+
+/* The Microsoft RSS verification suite ("Verifying the RSS Hash
+ * Calculation"), as DPDK's test_thash.c carries it: the standard 40-byte
+ * key, and for each packet source -> destination the IPv4-only hash and
+ * the IPv4/TCP hash. */
+static const uint8_t ms_key[40] = {
+	0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67,
+	0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb,
+	0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+	0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+};
+
+static const struct {
+	uint32_t src, dst; /* host order */
+	uint16_t sport, dport;
+	uint32_t l3, l3l4;
+} ms_vec[] = {
+	{ RTE_IPV4(66, 9, 149, 187), RTE_IPV4(161, 142, 100, 80), 2794, 1766,
+	  0x323e8fc2, 0x51ccc178 },
+	{ RTE_IPV4(199, 92, 111, 2), RTE_IPV4(65, 69, 140, 83), 14230, 4739,
+	  0xd718262a, 0xc626b0ea },
+	{ RTE_IPV4(24, 19, 198, 95), RTE_IPV4(12, 22, 207, 184), 12898, 38024,
+	  0xd2d0a5de, 0x5c2b394a },
+	{ RTE_IPV4(38, 27, 205, 30), RTE_IPV4(209, 142, 163, 6), 48228, 2217,
+	  0x82989176, 0xafc7327f },
+	{ RTE_IPV4(153, 39, 163, 191), RTE_IPV4(202, 188, 127, 2), 44251, 1303,
+	  0x5d1809c5, 0x10e828a2 },
+};
+
+UT_TEST(rss, toeplitz_microsoft_vectors, ut_setup_env)
+{
+	struct dp_rss r;
+
+	dp_rss_table_init(&r, 40, 128, 2);
+	memcpy(r.key, ms_key, sizeof(ms_key));
+	for (size_t i = 0; i < sizeof(ms_vec) / sizeof(ms_vec[0]); i++) {
+		uint32_t src = rte_cpu_to_be_32(ms_vec[i].src);
+		uint32_t dst = rte_cpu_to_be_32(ms_vec[i].dst);
+		uint32_t t[3] = { ms_vec[i].src, ms_vec[i].dst,
+				  (uint32_t)ms_vec[i].sport << 16 |
+					  ms_vec[i].dport };
+
+		cr_assert_eq(rte_softrss(t, 2, ms_key), ms_vec[i].l3,
+			     "vector %zu IPv4", i);
+		cr_assert_eq(rte_softrss(t, 3, ms_key), ms_vec[i].l3l4,
+			     "vector %zu IPv4/TCP", i);
+		/* our tuple as received: remote = source */
+		cr_assert_eq(dp_rss_hash(&r, src, ms_vec[i].sport, dst,
+					 ms_vec[i].dport),
+			     ms_vec[i].l3l4, "vector %zu dp_rss_hash", i);
+		cr_assert_eq(dp_rss_owner(&r, src, ms_vec[i].sport, dst,
+					  ms_vec[i].dport),
+			     (ms_vec[i].l3l4 & 127) % 2);
+	}
+}
+
+static void on_udp(struct stack *s, void *user, uint32_t src_ip,
+		   uint16_t src_port, uint16_t dst_port, const uint8_t *data,
+		   uint16_t len)
+{
+	(void)s, (void)user, (void)src_ip, (void)src_port, (void)dst_port;
+	(void)data, (void)len;
+}
+
+static uint32_t rand_ip(void)
+{
+	return rte_cpu_to_be_32((uint32_t)rte_rand());
+}
+
+static uint16_t rand_port(void)
+{
+	return (uint16_t)(1 + rte_rand() % 65535);
+}
+
+/* The key dp_rss_setup programs (0x6d5a repeated, 40 or 52 bytes): the
+ * same hash both ways; dp_steer_owner follows the RETA while RSS is
+ * active, and every worker owns a share of the flows. */
+UT_TEST(rss, symmetric_key_and_owner, ut_setup_env)
+{
+	static struct dp_rss r;
+
+	for (uint16_t klen = 40; klen <= 52; klen += 12)
+		for (unsigned nw = 2; nw <= 8; nw++) {
+			unsigned seen[8] = { 0 };
+
+			dp_rss_table_init(&r, klen, 512, nw);
+			cr_assert_eq(r.key[0], 0x6d);
+			cr_assert_eq(r.key[1], 0x5a);
+			cr_assert_eq(r.key[klen - 1], 0x5a);
+			cr_assert_eq(r.reta[nw], 0);
+			cr_assert_eq(r.reta[511], 511 % nw);
+			dp_rss_active = &r;
+			for (int i = 0; i < 2000; i++) {
+				uint32_t a = rand_ip(), b = rand_ip();
+				uint16_t pa = rand_port(), pb = rand_port();
+				uint32_t h = dp_rss_hash(&r, a, pa, b, pb);
+				unsigned o = dp_steer_owner(SEED, nw, a, pa, b,
+							    pb);
+
+				cr_assert_eq(dp_rss_hash(&r, b, pb, a, pa), h);
+				cr_assert_eq(o, r.reta[h % 512]);
+				cr_assert_eq(o, (h & 511) % nw);
+				cr_assert_eq(dp_steer_owner(SEED + 1, nw, a, pa,
+							    b, pb), o,
+					     "the seed plays no part");
+				seen[o]++;
+			}
+			for (unsigned k = 0; k < nw; k++)
+				cr_assert_gt(seen[k], 2000 / nw / 2,
+					     "klen %u nw %u worker %u: %u", klen,
+					     nw, k, seen[k]);
+			/* the classifier (software steering after a failed
+			 * runtime check) uses the same owner */
+			for (int i = 0; i < 64; i++) {
+				uint8_t f[UT_FRAME_MAX];
+				uint16_t pa = rand_port(), pb = rand_port();
+				size_t n = build_l4(f, i & 1 ? IPPROTO_UDP :
+							       IPPROTO_TCP,
+						    UT_PEER_IP, pa, UT_OUR_IP,
+						    pb);
+				cr_assert_eq(classify(f, n, nw),
+					     dp_rss_owner(&r, UT_PEER_IP, pa,
+							  UT_OUR_IP, pb));
+			}
+			dp_rss_active = NULL;
+		}
+}
+
+/* dp_steer_l4: the tuple as received, for TCP and UDP only. */
+UT_TEST(rss, l4_tuple, ut_setup_env)
+{
+	uint8_t f[UT_FRAME_MAX];
+	struct rte_mbuf *m = rte_pktmbuf_alloc(ut.pool);
+	uint32_t rip = 0, lip = 0;
+	uint16_t rport = 0, lport = 0;
+	size_t n;
+
+	cr_assert_not_null(m);
+	n = build_l4(f, IPPROTO_TCP, UT_PEER_IP, 40000, UT_OUR_IP, 25);
+	memcpy(rte_pktmbuf_append(m, (uint16_t)n), f, n);
+	cr_assert_eq(dp_steer_l4(m, &rip, &rport, &lip, &lport), IPPROTO_TCP);
+	cr_assert_eq(rip, UT_PEER_IP);
+	cr_assert_eq(lip, UT_OUR_IP);
+	cr_assert_eq(rport, 40000);
+	cr_assert_eq(lport, 25);
+	rte_pktmbuf_reset(m);
+	n = build_l4(f, IPPROTO_UDP, UT_PEER_IP, 53, UT_OUR_IP, 40001);
+	memcpy(rte_pktmbuf_append(m, (uint16_t)n), f, n);
+	cr_assert_eq(dp_steer_l4(m, &rip, &rport, &lip, &lport), IPPROTO_UDP);
+	cr_assert_eq(rport, 53);
+	cr_assert_eq(lport, 40001);
+	f[UT_IP_OFF + 6] = 0x20; /* MF */
+	memcpy(rte_pktmbuf_mtod(m, uint8_t *), f, n);
+	cr_assert_eq(dp_steer_l4(m, &rip, &rport, &lip, &lport), 0);
+	rte_pktmbuf_reset(m);
+	n = ut_build_ping(f, 1, 8);
+	memcpy(rte_pktmbuf_append(m, (uint16_t)n), f, n);
+	cr_assert_eq(dp_steer_l4(m, &rip, &rport, &lip, &lport), 0);
+	rte_pktmbuf_free(m);
+}
+
+/* Under RSS, every port tcp_connect picks on stack k, for many random
+ * destinations, hashes (as the NIC would hash the SYN-ACK) to a RETA
+ * entry of worker k; and so does each ephemeral UDP port. */
+UT_TEST(rss, connect_ports_owned, ut_setup_env)
+{
+	static struct dp_rss r;
+	struct stack_conf c;
+
+	ut_default_conf(&c);
+	c.arp_timeout_ms = 3600 * 1000;
+	for (unsigned nw = 2; nw <= 8; nw += 3) {
+		dp_rss_table_init(&r, nw == 5 ? 52 : 40, 128, nw);
+		dp_rss_active = &r;
+		for (unsigned k = 0; k < nw; k++) {
+			cr_assert_eq(stack_init(&ut.s, k, &c, &ut.fp.q, false,
+						UT_T0), 0);
+			ut.stack_up = true;
+			stack_set_steering(&ut.s, nw, SEED);
+			ut_learn_peer();
+			for (int i = 0; i < 48; i++) {
+				struct tcp_conn *conn;
+				uint8_t f[UT_FRAME_MAX];
+				uint32_t dst = IP4(10, (unsigned)rte_rand() % 256,
+						   (unsigned)rte_rand() % 256,
+						   1 + (unsigned)rte_rand() % 254);
+				uint16_t dport = rand_port(), lport;
+				int n, up;
+
+				cr_assert_eq(tcp_connect(&ut.s, dst, dport,
+							 &no_cb, NULL, &conn), 0);
+				stack_flush(&ut.s);
+				n = ut_take(f, sizeof(f));
+				cr_assert_gt(n, UT_L4_OFF + 4, "no SYN");
+				cr_assert_eq(ut_get16(f + UT_L4_OFF + 2), dport);
+				lport = ut_get16(f + UT_L4_OFF);
+				cr_assert_eq(dp_rss_owner(&r, dst, dport,
+							  UT_OUR_IP, lport), k,
+					     "nw %u stack %u port %u", nw, k,
+					     lport);
+				/* the hash of our SYN is that of its reply */
+				cr_assert_eq(dp_rss_hash(&r, UT_OUR_IP, lport,
+							 dst, dport),
+					     dp_rss_hash(&r, dst, dport,
+							 UT_OUR_IP, lport));
+				up = udp_bind(&ut.s, 0, dst, dport, on_udp,
+					      NULL);
+				cr_assert_gt(up, 0);
+				cr_assert_eq(dp_rss_owner(&r, dst, dport,
+							  UT_OUR_IP,
+							  (uint16_t)up), k);
+				udp_unbind(&ut.s, (uint16_t)up);
+			}
+			stack_fini(&ut.s);
+			ut.stack_up = false;
+			ut_drain_tx();
+		}
+		dp_rss_active = NULL;
+	}
 }
 
 /* ------------------------------------------------------------------ */
