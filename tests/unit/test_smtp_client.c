@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 
 #include "smtp/smtp_client.h"
+#include "smtp/smtp_server.h"
 
 /* the tables name only the fields that matter to each case */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -1044,4 +1045,166 @@ Test(smtp_client, random_replies)
 			     dones, h.next);
 		h_free(&h);
 	}
+}
+
+/* ------------------------------------------- against our own server */
+
+/* The client engine talking to the server engine (smtp_server.c) in
+ * memory: what the server stores is what the client was given. */
+struct loop {
+	struct harness h;       /* the client side */
+	struct smtp_server *s;
+	char *s2c;              /* server bytes not yet fed to the client */
+	size_t s2c_len, s2c_cap;
+	size_t c2s_off;         /* client bytes (h.out) fed to the server */
+	struct envelope *got[4];
+	int ngot, s_closed;
+};
+
+static void l_swrite(void *u, const void *d, size_t n)
+{
+	struct loop *l = u;
+
+	if (l->s2c_len + n > l->s2c_cap) {
+		l->s2c_cap = (l->s2c_len + n) * 2;
+		l->s2c = realloc(l->s2c, l->s2c_cap);
+		cr_assert_not_null(l->s2c);
+	}
+	memcpy(l->s2c + l->s2c_len, d, n);
+	l->s2c_len += n;
+}
+
+static void l_sclose(void *u)
+{
+	((struct loop *)u)->s_closed++;
+}
+
+static enum smtp_verdict l_srcpt(void *u, const struct envelope *e,
+				 const char *addr)
+{
+	(void)u;
+	(void)e;
+	return strncmp(addr, "nobody", 6) == 0 ? SMTP_REJECT_NO_USER : SMTP_OK;
+}
+
+static void l_smessage(void *u, struct envelope *e)
+{
+	struct loop *l = u;
+
+	cr_assert_lt(l->ngot, 4);
+	l->got[l->ngot++] = e;
+	smtp_server_queued(l->s, 0, "QUEUEID");
+}
+
+static const struct mspec M_LOOP1 = {
+	"a@b.test",
+	{ { "u@d.test", "rfc822;u+1=x@d.test",
+	    ENV_NOTIFY_SUCCESS | ENV_NOTIFY_DELAY },
+	  { "nobody@d.test" }, { "v@d.test", NULL, ENV_NOTIFY_NEVER } },
+	"Subject: caf\xc3\xa9\r\n\r\n.one\r\n..two\r\n.\r\nend.\r\n.",
+	.body_type = ENV_BODY_8BITMIME, .ret = ENV_RET_FULL,
+	.envid = "id 1+2=3" };
+static const struct mspec M_LOOP2 = {
+	"", { { "w@d.test" } }, "" };
+
+static void l_pump(struct loop *l)
+{
+	for (int rounds = 0; rounds < 10000; rounds++) {
+		bool moved = false;
+
+		if (l->c2s_off < l->h.out_len && !l->s_closed) {
+			size_t n = l->h.out_len - l->c2s_off;
+
+			smtp_server_input(l->s, (const uint8_t *)l->h.out +
+					  l->c2s_off, n);
+			l->c2s_off += n;
+			moved = true;
+		}
+		if (l->s2c_len > 0) {
+			char *buf = l->s2c;
+			size_t n = l->s2c_len;
+
+			l->s2c = NULL;
+			l->s2c_len = l->s2c_cap = 0;
+			smtp_client_input(l->h.c, (const uint8_t *)buf, n);
+			free(buf);
+			moved = true;
+		}
+		if (smtp_client_stage(l->h.c) == SMTP_CLIENT_DATA_BLOCK) {
+			smtp_client_drained(l->h.c);
+			moved = true;
+		}
+		if (!moved)
+			return;
+	}
+	cr_assert_fail("the loop never settles");
+}
+
+static void check_loop(tweak_fn *tweak)
+{
+	struct smtp_server_conf sc;
+	struct smtp_server_ops so = {
+		.write = l_swrite, .close = l_sclose, .rcpt = l_srcpt,
+		.message = l_smessage,
+	};
+	struct loop l;
+	const struct envelope *e;
+	const char *want = "Subject: caf\xc3\xa9\r\n\r\n.one\r\n..two\r\n.\r\n"
+		"end.\r\n.\r\n";
+
+	memset(&l, 0, sizeof(l));
+	h_init(&l.h, tweak, (const struct mspec *[]){ &M_LOOP1, &M_LOOP2,
+						      NULL });
+	smtp_server_conf_defaults(&sc);
+	sc.hostname = "mx.test";
+	l.s = smtp_server_new(&sc, &so, &l, "198.18.0.2", 40000, 25);
+	cr_assert_not_null(l.s);
+	smtp_server_start(l.s);
+	l_pump(&l);
+
+	cr_assert_eq(l.h.closed, 1);
+	cr_assert_eq(l.h.end, SMTP_CLIENT_END_QUIT);
+	cr_assert_eq(l.s_closed, 1);
+	assert_bytes("loop results", l.h.res, l.h.res_len,
+		     "0 D 250 2.0.0 Ok: queued as QUEUEID\n"
+		     "1 B 550 5.1.1 <nobody@d.test>: Recipient address "
+		     "rejected: User unknown\n"
+		     "2 D 250 2.0.0 Ok: queued as QUEUEID\n=\n"
+		     "0 D 250 2.0.0 Ok: queued as QUEUEID\n=\n",
+		     strlen("0 D 250 2.0.0 Ok: queued as QUEUEID\n"
+			    "1 B 550 5.1.1 <nobody@d.test>: Recipient address "
+			    "rejected: User unknown\n"
+			    "2 D 250 2.0.0 Ok: queued as QUEUEID\n=\n"
+			    "0 D 250 2.0.0 Ok: queued as QUEUEID\n=\n"));
+	cr_assert_eq(l.ngot, 2);
+	e = l.got[0];
+	cr_assert_str_eq(e->mail_from, "a@b.test");
+	cr_assert_eq(e->nrcpt, 2);
+	cr_assert_str_eq(e->rcpt[0].addr, "u@d.test");
+	cr_assert_str_eq(e->rcpt[0].orcpt, "rfc822;u+1=x@d.test");
+	cr_assert_eq(e->rcpt[0].notify, ENV_NOTIFY_SUCCESS | ENV_NOTIFY_DELAY);
+	cr_assert_str_eq(e->rcpt[1].addr, "v@d.test");
+	cr_assert_eq(e->rcpt[1].notify, ENV_NOTIFY_NEVER);
+	cr_assert_str_eq(e->envid, "id 1+2=3");
+	cr_assert_eq(e->ret, ENV_RET_FULL);
+	cr_assert_eq(e->body_type, ENV_BODY_8BITMIME);
+	cr_assert_eq(e->declared_size, strlen(M_LOOP1.body));
+	/* after the server's own Received: comes exactly our body */
+	cr_assert_geq(e->body_len, strlen(want));
+	assert_bytes("loop body", (const char *)e->body + e->body_len -
+		     strlen(want), strlen(want), want, strlen(want));
+	cr_assert_str_eq(l.got[1]->mail_from, "");
+	cr_assert_eq(l.got[1]->nrcpt, 1);
+	for (int i = 0; i < l.ngot; i++)
+		envelope_free(l.got[i]);
+	smtp_server_free(l.s);
+	free(l.s2c);
+	h_free(&l.h);
+}
+
+Test(smtp_client, against_our_server)
+{
+	check_loop(NULL);
+	check_loop(tweak_block16);
+	check_loop(tweak_no_pipe);
 }
