@@ -492,6 +492,12 @@ static bool a_answer(struct mta_dns *d, struct lookup *lk, unsigned i,
 	uint32_t ttl = w->ans_min_ttl;
 	int rc = ares_parse_a_reply(pkt, (int)len, &he, at, &n);
 
+	if (rc == ARES_SUCCESS && n <= 0) {    /* a CNAME and no A */
+		if (he)
+			ares_free_hostent(he);
+		he = NULL;
+		rc = ARES_ENODATA;
+	}
 	if (rc == ARES_ENODATA) {
 		release(d, &lk->q[i + 1]);
 		neg_cache(d, h->name, T_A, MTA_DNSC_NODATA, w, now_ms);

@@ -1083,3 +1083,61 @@ Test(mta_dns, getrandom_ids)
 	for (unsigned i = 1; i < 8; i++)
 		cr_assert_neq(q_id(i), q_id(0));
 }
+
+Test(mta_dns, cname_chain_in_the_mx_answer)
+{
+	struct pb p;
+
+	cr_assert_eq(mta_dns_resolve_mx(d, "example.org", 0, on_done, NULL),
+		     0);
+	reply_init(&p, 0, 0, 0);
+	pb_cname(&p, NULL, 300, "mail.hoster.net");
+	pb_mx(&p, "mail.hoster.net", 300, 10, "mx.hoster.net");
+	feed(0, &p, 1);
+	cr_assert_eq(n_sent, 2, "hoster.net is out of bailiwick: A query");
+	reply_init(&p, 1, 0, 0);
+	pb_a(&p, 0, NULL, 300, "192.0.2.77");
+	feed(1, &p, 2);
+	cr_assert_eq(n_res, 1);
+	cr_assert_eq(res[0].status, MTA_DNS_OK);
+	cr_assert_str_eq(res[0].hosts[0].name, "mx.hoster.net");
+}
+
+Test(mta_dns, exchange_negative_cache)
+{
+	struct pb p;
+
+	cr_assert_eq(mta_dns_resolve_mx(d, "example.org", 0, on_done, NULL),
+		     0);
+	reply_init(&p, 0, 0, 0);
+	pb_mx(&p, NULL, 300, 10, "gone.other.net");
+	pb_mx(&p, NULL, 300, 20, "cname-only.other.net");
+	feed(0, &p, 1);
+	cr_assert_eq(n_sent, 3);
+	unsigned qg = find_query("gone.other.net", T_A);
+	unsigned qc = find_query("cname-only.other.net", T_A);
+
+	reply_init(&p, qg, 0, 3);
+	pb_soa(&p, "other.net", 600, 600);
+	feed(qg, &p, 2);
+	/* a CNAME whose target has no A: no address */
+	reply_init(&p, qc, 0, 0);
+	pb_cname(&p, NULL, 300, "nowhere.other.net");
+	feed(qc, &p, 3);
+	cr_assert_eq(n_res, 1);
+	cr_assert_eq(res[0].status, MTA_DNS_PERM, "%s", res[0].reason);
+	cr_assert(strstr(res[0].reason, "gone.other.net"), "%s",
+		  res[0].reason);
+	/* again: the MX set and the NXDOMAIN from the cache, one query */
+	cr_assert_eq(mta_dns_resolve_mx(d, "example.org", 10000, on_done,
+					NULL), 0);
+	cr_assert_eq(n_sent, 4);
+	cr_assert_eq(q_type(3), T_A);
+	reply_init(&p, 3, 0, 0);
+	pb_a(&p, 0, NULL, 300, "192.0.2.5");
+	feed(3, &p, 10001);
+	cr_assert_eq(n_res, 2);
+	cr_assert_eq(res[1].status, MTA_DNS_OK);
+	cr_assert_eq(res[1].n_hosts, 1);
+	cr_assert_str_eq(res[1].hosts[0].name, "cname-only.other.net");
+}
