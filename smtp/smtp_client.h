@@ -45,8 +45,9 @@
  * or bounced (5xx). A 4xx/5xx to MAIL or DATA applies to every
  * recipient still pending. 421 at any stage: every pending recipient
  * deferred, the connection done. A reply that is not "3DIGIT [SP / -
- * text]", that mixes codes over its lines, has a line over
- * SMTP_CLIENT_MAX_LINE octets or more than SMTP_CLIENT_MAX_LINES lines,
+ * text]", that mixes codes over its lines, has a line of more than
+ * SMTP_CLIENT_MAX_LINE octets before its LF (CR counted) or more than
+ * SMTP_CLIENT_MAX_LINES lines,
  * has a code the stage never expects (354 to MAIL), or comes when none
  * is due, is a protocol error: pending recipients deferred with a local
  * "451 4.5.0", the connection closed without QUIT.
