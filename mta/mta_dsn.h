@@ -50,8 +50,15 @@
  *      octets; the text part says so. Header lines over 998 octets are
  *      cut (the part is informational).
  * SMTPUTF8 originals (RFC 6533): message/global-delivery-status,
- * message/global, message/global-headers, UTF-8 allowed in the report;
- * otherwise the generated text is ASCII (other octets become '?').
+ * message/global, message/global-headers, UTF-8 allowed in the report,
+ * "utf-8;" as the Final-Recipient type of a non-ASCII address, and the
+ * bounce itself needs SMTPUTF8 (out->smtputf8). Otherwise the generated
+ * text is ASCII: other octets become '?' (a non-ASCII ORCPT is not
+ * xtext-encoded into a "utf-8" type; such an ORCPT needs SMTPUTF8 anyway).
+ * Every caller string is made one line: controls (CR, LF included)
+ * become spaces, so no outcome text can inject a header.
+ * Recipients are reported in the order of the outcomes array; a mixed
+ * report's Subject names the worst (failed, then delayed, then success).
  */
 #ifndef DPMAIL_MTA_MTA_DSN_H
 #define DPMAIL_MTA_MTA_DSN_H

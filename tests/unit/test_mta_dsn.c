@@ -584,6 +584,9 @@ Test(mta_dsn, delivered_report_only_when_asked_and_headers_only)
 	expect_field(m.p[2].hdr, "Content-Type", "text/rfc822-headers");
 	cr_expect_null(strstr(m.all, "carol@"));
 	blocks_free(blk, nb);
+	python_check(b, "multipart/report delivery-status 3 text/plain "
+			"message/delivery-status text/rfc822-headers 1 "
+			"defects=0");
 	parsed_free(&m);
 	envelope_free(b);
 	envelope_free(e);
@@ -697,6 +700,9 @@ Test(mta_dsn, double_bounce_to_postmaster)
 	expect_field(blk[1], "Final-Recipient", "rfc822;bob@example.net");
 	cr_expect_not_null(strstr(m.p[0].content, "null sender"));
 	blocks_free(blk, nb);
+	python_check(b, "multipart/report delivery-status 3 text/plain "
+			"message/delivery-status text/rfc822-headers 1 "
+			"defects=0");
 	parsed_free(&m);
 	envelope_free(b);
 	envelope_free(e);
