@@ -145,7 +145,9 @@ static void host_fail(struct mta_dns *d, struct lookup *lk, unsigned i,
 		      int st, const char *why)
 {
 	lk->hstate[i] = (uint8_t)st;
-	if (!lk->res.reason[0] || (st == H_TEMP && lk->res.status != MTA_DNS_TEMP)) {
+	/* the reason: the first failure, or the first temporary one */
+	if (!lk->res.reason[0] ||
+	    (st == H_TEMP && lk->res.status != MTA_DNS_TEMP)) {
 		snprintf(lk->res.reason, sizeof(lk->res.reason), "%s: %s",
 			 lk->res.hosts[i].name, why);
 		if (st == H_TEMP)
@@ -251,7 +253,7 @@ static void check_done(struct mta_dns *d, struct lookup *lk)
 	}
 	if (r->status != MTA_DNS_TEMP)
 		r->status = MTA_DNS_PERM;
-	if (r->flags & MTA_DNS_R_IMPLICIT)
+	if (r->status == MTA_DNS_PERM && (r->flags & MTA_DNS_R_IMPLICIT))
 		snprintf(r->reason, sizeof(r->reason),
 			 "%s: no MX and no A records", lk->domain);
 	else if (!r->reason[0])
@@ -280,10 +282,12 @@ static void start_hosts(struct mta_dns *d, struct lookup *lk, uint64_t now_ms,
 			lk->hstate[i] = H_OK;
 			continue;
 		}
-		if (pkt && (aa || mta_dnsw_in_bailiwick(h->name, lk->domain))) {
+		if (pkt &&
+		    (aa || mta_dnsw_in_bailiwick(h->name, lk->domain))) {
 			struct mta_dnsw_walk w = { .glue_for = h->name };
 
-			(void)mta_dnsw_walk(pkt, len, qend, &w);  /* checked before */
+			/* the packet was walked whole before */
+			(void)mta_dnsw_walk(pkt, len, qend, &w);
 			if (w.n_glue) {
 				memcpy(h->addrs, w.glue, w.n_glue * 4);
 				h->n_addrs = w.n_glue;
@@ -299,7 +303,9 @@ static void start_hosts(struct mta_dns *d, struct lookup *lk, uint64_t now_ms,
 		if (cache_get(d, h->name, T_A, now_ms, &hit)) {
 			if (hit.kind == MTA_DNSC_POS) {
 				h->n_addrs = (unsigned)(hit.len / 4);
-				memcpy(h->addrs, hit.data, hit.len);
+				if (h->n_addrs > MTA_DNS_ADDRS_MAX)
+					h->n_addrs = MTA_DNS_ADDRS_MAX;
+				memcpy(h->addrs, hit.data, h->n_addrs * 4);
 				h->flags |= MTA_DNS_H_CACHED;
 				lk->hstate[i] = H_OK;
 			} else {

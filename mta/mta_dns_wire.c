@@ -92,7 +92,8 @@ static bool read_soa(const uint8_t *pkt, size_t len, size_t rd, size_t rdlen,
 bool mta_dnsw_walk(const uint8_t *pkt, size_t len, size_t off,
 		   struct mta_dnsw_walk *w)
 {
-	unsigned cnt[3] = { mta_dnsw_get16(pkt + 6), mta_dnsw_get16(pkt + 8), mta_dnsw_get16(pkt + 10) };
+	unsigned cnt[3] = { mta_dnsw_get16(pkt + 6), mta_dnsw_get16(pkt + 8),
+			    mta_dnsw_get16(pkt + 10) };
 
 	w->ans_min_ttl = UINT32_MAX;
 	for (int sec = 0; sec < 3; sec++) {
