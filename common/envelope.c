@@ -80,6 +80,8 @@ int envelope_add_rcpt(struct envelope *e, const char *addr,
 
 int envelope_body_append(struct envelope *e, const void *data, size_t len)
 {
+	if (len == 0)
+		return 0; /* memcpy from or to NULL is undefined even for 0 */
 	if (len > e->body_cap - e->body_len) {
 		size_t cap = e->body_cap ? e->body_cap : 4096;
 		uint8_t *n;
