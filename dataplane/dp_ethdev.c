@@ -256,13 +256,9 @@ static int configure_port(struct dp *dp)
 		return rc;
 	}
 	dp->port_started = true;
-	if (dp->nworkers > 1) {
-		if (dp_rss_setup(dp) == 0)
-			dp->steering = false;
-		else
-			LOG(LOG_NOTICE, "dataplane: software steering across "
-			    "%u workers", dp->nworkers);
-	}
+	/* one log line either way (dp_rss_setup's) */
+	if (dp->nworkers > 1 && dp_rss_setup(dp) == 0)
+		dp->steering = false;
 	return 0;
 }
 

@@ -50,7 +50,9 @@ static const char *unsuitable(const struct dp *dp)
 
 	if ((di->flow_type_rss_offloads & NEED_HF) != NEED_HF)
 		return "no RSS on IPv4/TCP and IPv4/UDP";
-	if (di->hash_key_size != 40 && di->hash_key_size != 52) {
+	/* 0: not reported (net_null): try 40, which the read back checks */
+	if (di->hash_key_size != 40 && di->hash_key_size != 52 &&
+	    di->hash_key_size != 0) {
 		snprintf(why, sizeof(why), "hash key size %u (need 40 or 52)",
 			 di->hash_key_size);
 		return why;
@@ -150,7 +152,8 @@ int dp_rss_setup(struct dp *dp)
 		return -ENOTSUP;
 	why = unsuitable(dp);
 	if (why == NULL) {
-		dp_rss_table_init(r, dp->info.hash_key_size,
+		dp_rss_table_init(r, dp->info.hash_key_size ?
+				     dp->info.hash_key_size : 40,
 				  dp->info.reta_size, dp->nworkers);
 		/* what configure_port asked for */
 		r->rss_hf = dp->info.flow_type_rss_offloads &
@@ -161,8 +164,8 @@ int dp_rss_setup(struct dp *dp)
 		why = program_reta(dp, r);
 	if (why != NULL) {
 		LOG(LOG_NOTICE, "dataplane: port %u (%s): no deterministic RSS "
-		    "(%s): software steering", dp->port_id,
-		    dp->info.driver_name, why);
+		    "(%s): software steering across %u workers", dp->port_id,
+		    dp->info.driver_name, why, dp->nworkers);
 		return -ENOTSUP;
 	}
 	dp_rss_active = r;
