@@ -604,6 +604,7 @@ void mta_dns_input(struct mta_dns *d, uint64_t now_ms, uint32_t src_ip,
 		d->st.malformed++;
 		goto out;
 	}
+	d->st.wrong_class += w.wrong_class;
 	rcode = pkt[3] & 0x0f;
 	switch (rcode) {
 	case 0:

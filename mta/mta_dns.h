@@ -143,6 +143,7 @@ struct mta_dns_stats {
 	uint64_t truncated_tc;     /* TC set: temporary for now */
 	uint64_t servfail, nxdomain, refused;
 	uint64_t bad_records;      /* exchanges too long or unusable */
+	uint64_t wrong_class;      /* records not of class IN, skipped */
 	uint64_t cache_hits, cache_misses, cache_evictions;
 };
 

@@ -121,6 +121,8 @@ bool mta_dnsw_walk(const uint8_t *pkt, size_t len, size_t off,
 				ares_free_string(name);
 				return false;
 			}
+			if (cls != C_IN)
+				w->wrong_class++;
 			if (ttl > INT32_MAX)   /* RFC 2181 8: treat as 0 */
 				ttl = 0;
 			if (cls == C_IN && sec == 0 && ttl < w->ans_min_ttl)

@@ -40,6 +40,7 @@ struct mta_dnsw_walk {
 	unsigned n_glue;
 	uint32_t glue[MTA_DNS_ADDRS_MAX];
 	uint32_t glue_ttl;          /* the lowest */
+	unsigned wrong_class;       /* records not of class IN */
 };
 
 /*

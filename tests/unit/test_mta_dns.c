@@ -1031,6 +1031,7 @@ Test(mta_dns, wrong_class_records_are_skipped)
 	feed(0, &p, 1);
 	cr_assert_eq(n_res, 0, "CH glue ignored");
 	cr_assert_eq(n_sent, 2);
+	cr_assert_eq(st()->wrong_class, 1);
 }
 
 Test(mta_dns, random_mutations_never_crash)
