@@ -36,12 +36,15 @@
  *    every call above: the handshake, alerts and close_notify make some.
  *  - tls_conn_shutdown() queues close_notify; the caller sends the
  *    output, then closes the stream.
- *  - Errors: the peer's garbage, a failed handshake or verification, a
- *    renegotiation attempt under TLS 1.2 (refused with an alert) or a
- *    protocol violation put the connection in the error state: every
- *    later call returns -EPROTO (or 0 bytes), tls_conn_error() says why,
- *    and the fatal alert OpenSSL queued is in the output: send it, then
- *    close.
+ *  - Renegotiation (TLS 1.2) is refused: a peer's request gets a
+ *    no_renegotiation warning alert and the connection goes on (a peer
+ *    that insists ends it with a fatal alert); TLS 1.3 KeyUpdate is
+ *    served (the answer leaves with the next write).
+ *  - Errors: the peer's garbage, a failed handshake or verification, an
+ *    alert from the peer or a protocol violation put the connection in
+ *    the error state: every later call returns -EPROTO (or 0 bytes),
+ *    tls_conn_error() says why, and the fatal alert OpenSSL queued is in
+ *    the output: send it, then close.
  *
  * Return values: counts are >= 0; failures are negative errno values:
  * -EPROTO (TLS failure, see tls_conn_error), -EPIPE (written after
@@ -178,10 +181,12 @@ bool tls_conn_peer_verified(const struct tls_conn *c);
 int tls_conn_describe(const struct tls_conn *c, char *buf, size_t cap);
 
 /*
- * Client resumption: the latest resumable session this connection got
- * (TLS 1.3 tickets come after the handshake: read first), a new
- * reference or NULL; tls_conn_session_set before tls_conn_start offers
- * it. Sessions are immutable and may be handed to another worker.
+ * Client resumption: a copy of the latest resumable session this
+ * connection got (TLS 1.3 tickets come after the handshake: read
+ * first), or NULL; the caller frees it. tls_conn_session_set before
+ * tls_conn_start offers it (-EINVAL on a server or once started; the
+ * connection takes its own reference). A session may be kept in a
+ * per-destination cache and used by another worker, one at a time.
  */
 struct tls_session *tls_conn_session_get(struct tls_conn *c);
 int tls_conn_session_set(struct tls_conn *c, struct tls_session *s);
