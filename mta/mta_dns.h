@@ -38,6 +38,9 @@
  * and the whole packet parses. Anything else is counted and dropped, and
  * the query goes on waiting. Each try uses a fresh random ID and the
  * next resolver in the list; queries keep the name's case and set RD.
+ * The 16-bit ID is all the entropy this module adds (RFC 5452): the
+ * caller should send from an unpredictable source port (udp_bind with
+ * port 0) and may hand the module answers from any local port.
  *
  * Cache: positive and negative (NXDOMAIN, NODATA with an SOA in the
  * authority section, RFC 2308) answers to MX and A queries, the TTL
