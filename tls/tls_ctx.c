@@ -143,9 +143,21 @@ static int load_key(struct tls_cert *tc, const char *path, char *err,
 	ERR_clear_error();
 	tc->key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
 	BIO_free(b);
-	if (tc->key == NULL)
+	if (tc->key == NULL) {
+		unsigned long e = ERR_peek_last_error();
+		const char *why;
+
+		if (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+		    ERR_GET_REASON(e) == PEM_R_BAD_PASSWORD_READ)
+			why = "encrypted; start-up asks for no passphrase";
+		else if (pem_at_end() || (ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER &&
+					  ERR_GET_REASON(e) == ERR_R_UNSUPPORTED))
+			why = "no private key block";
+		else
+			why = ssl_reason();
 		return fail(err, errlen, "key_file %s: no usable PEM private key (%s)",
-			    path, pem_at_end() ? "no key block" : ssl_reason());
+			    path, why);
+	}
 	return 0;
 }
 

@@ -804,7 +804,10 @@ Test(tls, bad_config)
 		 "no PEM certificate");
 	bad_conf(P("empty.pem"), P("s1.key"), NULL, "empty.pem",
 		 "no certificate block");
-	bad_conf(P("s1.pem"), P("s1.pem"), NULL, "s1.pem", "no usable PEM private key");
+	bad_conf(P("s1.pem"), P("s1.pem"), NULL, "s1.pem", "no private key block");
+	bad_conf(P("s1.pem"), P("s1enc.key"), NULL, "s1enc.key", "encrypted");
+	bad_conf(P("s1.pem"), P("garbage.pem"), NULL, "garbage.pem",
+		 "no usable PEM private key");
 	bad_conf(P("s1.pem"), P("s1.key"), "NOT-A-CIPHER", "NOT-A-CIPHER",
 		 "no cipher match");
 	bad_conf(NULL, NULL, NULL, "needs a certificate", "");

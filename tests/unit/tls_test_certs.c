@@ -3,6 +3,7 @@
  * API (EC P-256: fast) into a fresh temporary folder:
  *   ca.pem                the test CA
  *   s1.pem s1.key         mail.example.com, mx.example.com (+ CA in chain)
+ *   s1enc.key             s1.key encrypted with a passphrase
  *   s2.pem s2.key         *.example.org; s2both.pem = cert + key
  *   cl.pem cl.key         client.example.net, signed by the CA
  *   rca.pem, rcl.pem/key  a rogue CA and a client certificate it signed
@@ -122,6 +123,12 @@ static void make_certs(void)
 	write_pem("rcl.pem", rcl, NULL, NULL);
 	write_pem("rcl.key", NULL, NULL, rcl_k);
 	write_pem("rca.pem", rca, NULL, NULL);
+	FILE *e = fopen(tls_test_path("s1enc.key"), "w");
+	cr_assert_not_null(e);
+	cr_assert(PEM_write_PrivateKey(e, s1_k, EVP_aes_128_cbc(),
+				       (const unsigned char *)"pass", 4, NULL,
+				       NULL));
+	fclose(e);
 	FILE *f = fopen(tls_test_path("garbage.pem"), "w");
 	cr_assert_not_null(f);
 	fputs("-----BEGIN CERTIFICATE-----\nnot base64 at all!!\n"
