@@ -177,6 +177,13 @@ static const char *const eal_levels[] = {
 	"info", "debug",
 };
 
+static void not_a_number(char *why, size_t whylen, const char *v,
+			 const struct key *k)
+{
+	snprintf(why, whylen, "'%s' is not a whole number from %llu to %llu",
+		 v, (unsigned long long)k->min, (unsigned long long)k->max);
+}
+
 static int set_value(struct dpmail_conf *c, const struct key *k,
 		     const char *v, char *why, size_t whylen)
 {
@@ -203,9 +210,7 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 	case K_SEC_MS:
 		rc = parse_u32(v, (uint32_t)k->min, (uint32_t)k->max, &u32);
 		if (rc != 0) {
-			snprintf(why, whylen, "'%s' is not a whole number from "
-				 "%llu to %llu", v, (unsigned long long)k->min,
-				 (unsigned long long)k->max);
+			not_a_number(why, whylen, v, k);
 			return -1;
 		}
 		if (k->type == K_U16)
@@ -228,9 +233,7 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 	case K_U64: {
 		uint64_t u64;
 		if (parse_u64(v, k->min, k->max, &u64) != 0) {
-			snprintf(why, whylen, "'%s' is not a whole number from "
-				 "%llu to %llu", v, (unsigned long long)k->min,
-				 (unsigned long long)k->max);
+			not_a_number(why, whylen, v, k);
 			return -1;
 		}
 		*(uint64_t *)p = u64;
@@ -315,9 +318,7 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 	case K_KIB32:
 		rc = parse_u32(v, (uint32_t)k->min, (uint32_t)k->max, &u32);
 		if (rc != 0) {
-			snprintf(why, whylen, "'%s' is not a whole number from "
-				 "%llu to %llu", v, (unsigned long long)k->min,
-				 (unsigned long long)k->max);
+			not_a_number(why, whylen, v, k);
 			return -1;
 		}
 		if (k->type == K_MIB64)

@@ -691,8 +691,3 @@ const struct smtpd_counters *smtpd_get_counters(const struct smtpd_worker *w)
 {
 	return &w->cnt;
 }
-
-uint64_t smtpd_sessions(const struct smtpd_worker *w)
-{
-	return w->cnt.sessions_live;
-}

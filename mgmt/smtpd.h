@@ -77,7 +77,5 @@ void smtpd_drain(struct smtpd_worker *w);
 /* Drains, then frees the worker's part (counters included). */
 void smtpd_free(struct smtpd_worker *w);
 const struct smtpd_counters *smtpd_get_counters(const struct smtpd_worker *w);
-/* Live sessions on this worker. */
-uint64_t smtpd_sessions(const struct smtpd_worker *w);
 
 #endif

@@ -367,7 +367,7 @@ int spool_submit(struct spool *sp, struct spool_req *r)
 	} else {
 		return -EINVAL;
 	}
-	w = &sp->w[spool_qid_hash(qid) % sp->nwriters];
+	w = &sp->w[spool_writer_of(sp, qid)];
 	r->status = 0;
 	r->done_ns = 0;
 	r->submit_ns = spool_now_ns();
