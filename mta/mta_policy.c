@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/parse.h"
+#include "mta/mta_route.h"
 
 struct strset {
 	char **v;
@@ -31,6 +32,7 @@ struct mta_policy {
 	struct strset users;     /* "alice" or "alice@example.org" */
 	struct net *nets;
 	size_t nnets;
+	const struct mta_route *route; /* not owned; NULL: none */
 };
 
 static void lower(char *s)
@@ -350,43 +352,109 @@ static bool user_exists(const struct mta_policy *p, const char *local,
 	return strset_has(&p->users, key);
 }
 
+void mta_policy_set_route(struct mta_policy *p, const struct mta_route *r)
+{
+	p->route = r;
+}
+
+static enum mta_verdict verdict(enum mta_verdict v,
+				struct mta_policy_reply *reply)
+{
+	static const struct mta_policy_reply std[] = {
+		[MTA_LOCAL] = { 250, "2.1.5", "OK" },
+		[MTA_RELAY] = { 250, "2.1.5", "OK" },
+		[MTA_NO_USER] = { 550, "5.1.1", "user unknown" },
+		[MTA_RELAY_DENIED] = { 554, "5.7.1", "relay access denied" },
+	};
+
+	*reply = std[v];
+	return v;
+}
+
+/* The route's say on addr: true when it decided (*v set). */
+static bool routed(const struct mta_policy *p, const char *addr,
+		   enum mta_verdict *v, struct mta_policy_reply *reply)
+{
+	struct mta_route_result res;
+
+	switch (mta_route_check_rcpt(p->route, addr, &res)) {
+	case MTA_RCHK_LOCAL_OK:
+		*v = verdict(MTA_LOCAL, reply);
+		return true;
+	case MTA_RCHK_NO_USER:
+		*v = verdict(MTA_NO_USER, reply);
+		return true;
+	case MTA_RCHK_REJECT:
+		*v = MTA_RELAY_DENIED;
+		reply->code = res.code;
+		snprintf(reply->enh, sizeof(reply->enh), "%s", res.enh);
+		snprintf(reply->text, sizeof(reply->text), "%s", res.text);
+		return true;
+	case MTA_RCHK_NOT_LOCAL:
+		break;
+	}
+	return false;
+}
+
 enum mta_verdict mta_policy_rcpt(const struct mta_policy *p,
 				 uint32_t client_ip, const char *addr)
 {
+	struct mta_policy_reply reply;
+
+	return mta_policy_rcpt_reply(p, client_ip, addr, &reply);
+}
+
+enum mta_verdict mta_policy_rcpt_reply(const struct mta_policy *p,
+				       uint32_t client_ip, const char *addr,
+				       struct mta_policy_reply *reply)
+{
 	char buf[1024], *at, *local, *dom, *plus;
 	size_t len = strlen(addr);
+	enum mta_verdict v;
 
 	if (len == 0 || len >= sizeof(buf))
-		return MTA_RELAY_DENIED;
+		return verdict(MTA_RELAY_DENIED, reply);
 	memcpy(buf, addr, len + 1);
 	lower(buf);
 	at = strrchr(buf, '@');
 	if (at == NULL) {
-		/* RFC 5321 4.5.1: <postmaster> with no domain is ours */
+		/* RFC 5321 4.5.1: <postmaster> with no domain is ours (the
+		 * route gives it its first local domain) */
+		if (p->route != NULL)
+			return routed(p, addr, &v, reply)
+				       ? v
+				       : verdict(MTA_RELAY_DENIED, reply);
 		if (strcmp(buf, "postmaster") == 0)
-			return user_exists(p, buf, "") || p->local.n != 0
-				       ? MTA_LOCAL
-				       : MTA_NO_USER;
-		return MTA_RELAY_DENIED;
+			return verdict(user_exists(p, buf, "") ||
+						       p->local.n != 0
+					       ? MTA_LOCAL
+					       : MTA_NO_USER,
+				       reply);
+		return verdict(MTA_RELAY_DENIED, reply);
 	}
 	*at = '\0';
 	local = buf;
 	dom = at + 1;
 	/* routing through us by the local part: never */
 	if (strpbrk(local, "%!@\"") != NULL)
-		return MTA_RELAY_DENIED;
-	if (dom[0] != '[' && strset_has(&p->local, dom)) {
+		return verdict(MTA_RELAY_DENIED, reply);
+	if (p->route != NULL) {
+		if (routed(p, addr, &v, reply))
+			return v;
+	} else if (dom[0] != '[' && strset_has(&p->local, dom)) {
 		if ((plus = strchr(local, '+')) != NULL && plus != local)
 			*plus = '\0';
 		if (user_exists(p, local, dom))
-			return MTA_LOCAL;
+			return verdict(MTA_LOCAL, reply);
 		/* every local domain has a postmaster (RFC 5321 4.5.1) */
-		return strcmp(local, "postmaster") == 0 ? MTA_LOCAL
-							  : MTA_NO_USER;
+		return verdict(strcmp(local, "postmaster") == 0 ? MTA_LOCAL
+								: MTA_NO_USER,
+			       reply);
 	}
 	if (dom[0] != '[' && relay_domain(p, dom))
-		return MTA_RELAY;
-	return trusted(p, client_ip) ? MTA_RELAY : MTA_RELAY_DENIED;
+		return verdict(MTA_RELAY, reply);
+	return verdict(trusted(p, client_ip) ? MTA_RELAY : MTA_RELAY_DENIED,
+		       reply);
 }
 
 void mta_policy_describe(const struct mta_policy *p, size_t *domains,

@@ -18,6 +18,19 @@
  *     RELAY_DENIED.
  * Address literals ("user@[198.18.0.2]") are never local: they relay
  * only from trusted networks.
+ *
+ * With a route attached (mta_policy_set_route), rule 2 is the router's
+ * (mta_route_check_rcpt), so that RCPT accepts exactly what routing can
+ * deliver locally: in a local domain (listed in the route's
+ * local_domains, or keyed "local" in its transport map) a user, a
+ * user+detail (the route's recipient delimiter), an alias, or any
+ * address of a domain with a catch-all is LOCAL; anything else is
+ * NO_USER, "postmaster" included when it is neither a user nor an alias.
+ * A domain the transport map keys "reject" is RELAY_DENIED, with the
+ * map's reply from mta_policy_rcpt_reply(). The policy's own
+ * local_domains and users_file are then unused (set them from the same
+ * configuration anyway: mta_policy_describe counts them). Rules 1, 3 and
+ * 4 stay the policy's: the transport map never grants relaying.
  */
 #ifndef DPMAIL_MTA_MTA_POLICY_H
 #define DPMAIL_MTA_MTA_POLICY_H
@@ -26,6 +39,7 @@
 #include <stdint.h>
 
 struct mta_policy;
+struct mta_route;
 
 #define MTA_POLICY_LIST_MAX 4096
 
@@ -56,10 +70,27 @@ int mta_policy_load(struct mta_policy **out, const struct mta_policy_conf *c,
 		    char *err, size_t errlen);
 void mta_policy_free(struct mta_policy *p);
 
+/* Makes r decide local recipients (see above). Call before p is
+ * shared; r (read-only, not owned) must outlive p. NULL detaches. */
+void mta_policy_set_route(struct mta_policy *p, const struct mta_route *r);
+
 /* client_ip in network order; addr as the SMTP engine parsed it
  * (no angle brackets). */
 enum mta_verdict mta_policy_rcpt(const struct mta_policy *p,
 				 uint32_t client_ip, const char *addr);
+
+/* The reply that goes with a verdict: 250 2.1.5 OK (LOCAL, RELAY),
+ * 550 5.1.1 user unknown (NO_USER), 554 5.7.1 relay access denied
+ * (RELAY_DENIED), or the transport map's own reject reply. */
+struct mta_policy_reply {
+	uint16_t code;
+	char enh[16];
+	char text[256];
+};
+/* mta_policy_rcpt() with its reply. */
+enum mta_verdict mta_policy_rcpt_reply(const struct mta_policy *p,
+				       uint32_t client_ip, const char *addr,
+				       struct mta_policy_reply *reply);
 /* Counts, for the start-up log line. */
 void mta_policy_describe(const struct mta_policy *p, size_t *domains,
 			 size_t *users, size_t *relay_domains,

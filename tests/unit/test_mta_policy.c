@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "mta/mta_policy.h"
+#include "mta/mta_route.h"
 
 static char users_path[64];
 static struct mta_policy *pol;
@@ -164,4 +165,134 @@ Test(mta_policy_load, bad_input_refused_with_reason)
 		cr_expect_neq(mta_policy_load(&p, &c, err, sizeof(err)), 0);
 		cr_expect(strstr(err, "/nonexistent/users") != NULL, "%s", err);
 	}
+}
+
+/*
+ * With a route attached, RCPT accepts exactly what routing delivers
+ * locally: users, user+detail, aliases, catch-all; the transport map's
+ * "local" domains too, and its "reject" domains are refused with its
+ * reply. Relaying stays the policy's.
+ */
+static char rdir[64];
+static struct mta_route *route;
+
+static void rwrite(const char *name, const char *text, char *path,
+		   size_t len)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/%s", rdir, name);
+	f = fopen(path, "w");
+	cr_assert(f != NULL);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void route_setup(void)
+{
+	struct mta_route_conf rc;
+	char err[256] = "";
+
+	setup();
+	snprintf(rdir, sizeof(rdir), "/tmp/ut-polroute-XXXXXX");
+	cr_assert(mkdtemp(rdir) != NULL);
+	mta_route_conf_defaults(&rc);
+	snprintf(rc.local_domains, sizeof(rc.local_domains),
+		 "dpmail.test, other.test, catch.test");
+	snprintf(rc.users_file, sizeof(rc.users_file), "%s", users_path);
+	snprintf(rc.recipient_delimiter, sizeof(rc.recipient_delimiter),
+		 "+-");
+	rwrite("aliases", "sales: alice, bob\n"
+	       "info@other.test: carol\n"
+	       "@catch.test: alice@dpmail.test\n", rc.aliases_file,
+	       sizeof(rc.aliases_file));
+	rwrite("transport", "partner.test local\n"
+	       "blocked.example reject 550 5.7.2 not here\n"
+	       "partner.example [198.18.0.10]\n"
+	       "routed.example [198.18.0.11]\n", rc.transport_file,
+	       sizeof(rc.transport_file));
+	cr_assert_eq(mta_route_load(&route, &rc, err, sizeof(err)), 0, "%s",
+		     err);
+	mta_policy_set_route(pol, route);
+}
+
+static void route_teardown(void)
+{
+	char p[128];
+
+	teardown();
+	mta_route_free(route);
+	snprintf(p, sizeof(p), "%s/aliases", rdir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/transport", rdir);
+	unlink(p);
+	rmdir(rdir);
+}
+
+TestSuite(mta_policy_route, .init = route_setup, .fini = route_teardown);
+
+Test(mta_policy_route, accepts_what_routing_delivers)
+{
+	struct mta_policy_reply r;
+
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "alice@dpmail.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "ALICE+x@DPMail.Test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "alice-x@dpmail.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "sales@dpmail.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "sales+q3@other.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "info@other.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "info@dpmail.test"), MTA_NO_USER);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "anyone@catch.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "bob@partner.test"), MTA_LOCAL);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "zed@partner.test"), MTA_NO_USER);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "mallory@dpmail.test"), MTA_NO_USER);
+	/* postmaster is only what the tables make it */
+	cr_expect_eq(mta_policy_rcpt_reply(pol, UNTRUSTED,
+					   "postmaster@dpmail.test", &r),
+		     MTA_NO_USER);
+	cr_expect_eq(r.code, 550);
+	cr_expect_str_eq(r.enh, "5.1.1");
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "postmaster"), MTA_NO_USER);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "alice"), MTA_RELAY_DENIED);
+	cr_expect_eq(mta_policy_rcpt_reply(pol, UNTRUSTED, "bob@other.test",
+					   &r), MTA_LOCAL);
+	cr_expect_eq(r.code, 250);
+}
+
+Test(mta_policy_route, transport_reject_and_relay_rules)
+{
+	struct mta_policy_reply r;
+
+	/* refused for everyone, with the map's reply */
+	cr_expect_eq(mta_policy_rcpt_reply(pol, ip("10.1.0.1"),
+					   "x@blocked.example", &r),
+		     MTA_RELAY_DENIED);
+	cr_expect_eq(r.code, 550);
+	cr_expect_str_eq(r.enh, "5.7.2");
+	cr_expect_str_eq(r.text, "not here");
+	/* a transport entry grants no relaying; relay_domains do */
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "x@routed.example"),
+		     MTA_RELAY_DENIED);
+	cr_expect_eq(mta_policy_rcpt(pol, ip("10.1.0.1"), "x@routed.example"),
+		     MTA_RELAY);
+	cr_expect_eq(mta_policy_rcpt_reply(pol, UNTRUSTED, "x@partner.example",
+					   &r), MTA_RELAY);
+	cr_expect_eq(mta_policy_rcpt_reply(pol, UNTRUSTED, "x@remote.example",
+					   &r), MTA_RELAY_DENIED);
+	cr_expect_eq(r.code, 554);
+	cr_expect_str_eq(r.text, "relay access denied");
+	cr_expect_eq(mta_policy_rcpt(pol, ip("10.1.0.1"), "x@remote.example"),
+		     MTA_RELAY);
+	/* routing tricks stay refused, even to an alias */
+	cr_expect_eq(mta_policy_rcpt(pol, ip("10.1.0.1"),
+				     "sales%remote.example@dpmail.test"),
+		     MTA_RELAY_DENIED);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "x%y@catch.test"),
+		     MTA_RELAY_DENIED);
+	/* relay probes from the original suite, route attached */
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED, "alice@[198.18.0.2]"),
+		     MTA_RELAY_DENIED);
+	cr_expect_eq(mta_policy_rcpt(pol, UNTRUSTED,
+				     "\"user@remote.example\"@dpmail.test"),
+		     MTA_RELAY_DENIED);
 }
