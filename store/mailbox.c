@@ -15,6 +15,7 @@
  */
 #include "store/mailbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -33,6 +34,7 @@
 #define MB_HOST_MAX 64      /* bytes of the sanitized host in a name */
 #define MB_NAME_TRIES 64    /* unique-name retries on EEXIST */
 #define MB_INDEX_MAGIC "dpmail-index 1 "
+#define MB_TMP_MAX_AGE_S (36 * 3600)
 
 /* One mailbox's cached state; usage counts every indexed message plus
  * what the batch in progress has reserved. */
@@ -429,13 +431,136 @@ static struct mbox *mbox_find(struct mailbox_store *ms, const char *rel)
 	return mb;
 }
 
+static int cmp_entry_name(const void *a, const void *b)
+{
+	return strcmp(((const struct mailbox_index_entry *)a)->name,
+		      ((const struct mailbox_index_entry *)b)->name);
+}
+
+/* Maildir's rule: a file left in tmp/ for 36 hours is debris */
+static void tmp_sweep(struct mailbox_store *ms, const char *rel)
+{
+	char path[MAILBOX_NAME_MAX + 8];
+	time_t old = time(NULL) - MB_TMP_MAX_AGE_S;
+	struct dirent *d;
+	struct stat sb;
+	DIR *dh;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/tmp", rel);
+	fd = openat(ms->root, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (dh = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((d = readdir(dh)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(dh), d->d_name, &sb, AT_SYMLINK_NOFOLLOW) ==
+		    0 && S_ISREG(sb.st_mode) && sb.st_mtime < old)
+			unlinkat(dirfd(dh), d->d_name, 0);
+	}
+	closedir(dh);
+}
+
+/* Files in new/ that the index does not name: a crash came between the
+ * rename and the index append (or its sync). They were never
+ * acknowledged, so the caller delivers them again, but they are mail:
+ * they get UIDs now (a duplicate at worst, never a loss). Appends at end
+ * of the index; updates ix (next_uid, n) and *bytes. */
+static int adopt(struct mailbox_store *ms, const char *rel, int ixfd,
+		 off_t end, struct mailbox_index *ix, uint64_t *bytes)
+{
+	struct mailbox_index_entry *found = NULL;
+	size_t nf = 0, cap = 0, len = 0;
+	char path[MAILBOX_NAME_MAX + 8], *buf = NULL;
+	struct dirent *d;
+	struct stat sb;
+	DIR *dh;
+	int fd, rc = 0;
+
+	/* sorted by name for bsearch */
+	if (ix->n > 0)
+		qsort(ix->e, ix->n, sizeof(*ix->e), cmp_entry_name);
+	snprintf(path, sizeof(path), "%s/new", rel);
+	fd = openat(ms->root, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dh = fdopendir(fd);
+	if (dh == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((d = readdir(dh)) != NULL) {
+		struct mailbox_index_entry key;
+		size_t nl = strlen(d->d_name);
+
+		if (d->d_name[0] == '.' || nl >= MAILBOX_FILE_NAME_MAX ||
+		    strpbrk(d->d_name, " \n\r") != NULL)
+			continue;
+		memcpy(key.name, d->d_name, nl + 1);
+		if (ix->n > 0 && bsearch(&key, ix->e, ix->n, sizeof(*ix->e),
+					 cmp_entry_name) != NULL)
+			continue;
+		if (fstatat(dirfd(dh), d->d_name, &sb, AT_SYMLINK_NOFOLLOW) !=
+		    0 || !S_ISREG(sb.st_mode))
+			continue;
+		if (nf == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			void *nb = realloc(found, nc * sizeof(*found));
+
+			if (nb == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			found = nb;
+			cap = nc;
+		}
+		key.size = (uint64_t)sb.st_size;
+		found[nf++] = key;
+	}
+	closedir(dh);
+	if (rc == 0 && nf > 0) {
+		/* Maildir names start with the time: name order is roughly
+		 * arrival order */
+		qsort(found, nf, sizeof(*found), cmp_entry_name);
+		buf = malloc(nf * (MAILBOX_FILE_NAME_MAX + 48));
+		if (buf == NULL)
+			rc = -ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < nf && ix->next_uid != 0; i++) {
+		len += (size_t)sprintf(buf + len, "%" PRIu32 " %s %" PRIu64 "\n",
+				       ix->next_uid, found[i].name,
+				       found[i].size);
+		ix->next_uid++;
+		ix->n++;
+		*bytes += found[i].size;
+		ms->st.adopted++;
+	}
+	for (size_t off = 0; rc == 0 && off < len;) {
+		ssize_t w = pwrite(ixfd, buf + off, len - off,
+				   end + (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			rc = w < 0 ? -errno : -EIO;
+		else
+			off += (size_t)w;
+	}
+	free(buf);
+	free(found);
+	return rc;
+}
+
 /* Creates the mailbox's directories and index when missing, loads the
  * index once (cutting a torn tail), and caches the state. */
 static int mbox_get(struct mailbox_store *ms, const char *rel,
 		    struct mbox **out)
 {
 	char path[MAILBOX_NAME_MAX + 32], *slash, *buf = NULL;
-	struct mailbox_index ix;
+	struct mailbox_index ix = { 0 };
 	struct mbox *mb;
 	uint64_t bytes = 0;
 	size_t len = 0, good = 0;
@@ -472,7 +597,7 @@ static int mbox_get(struct mailbox_store *ms, const char *rel,
 		return -errno;
 	rc = read_all(fd, &buf, &len);
 	if (rc == 0)
-		rc = index_parse(buf, len, &ix, false, &bytes, &good);
+		rc = index_parse(buf, len, &ix, true, &bytes, &good);
 	free(buf);
 	if (rc == -ENODATA) {
 		/* new, or its header was torn before anything was appended */
@@ -497,6 +622,15 @@ static int mbox_get(struct mailbox_store *ms, const char *rel,
 	} else if (rc == 0 && good < len) {
 		rc = ftruncate(fd, (off_t)good) == 0 ? 0 : -errno;
 	}
+	if (rc == 0) {
+		struct stat sb;
+
+		rc = fstat(fd, &sb) == 0 ? 0 : -errno;
+		if (rc == 0)
+			rc = adopt(ms, rel, fd, sb.st_size, &ix, &bytes);
+		tmp_sweep(ms, rel);
+	}
+	free(ix.e);
 	if (rc == 0 && ms->conf.fsync && ms->conf.sync_per_file && fresh) {
 		rc = do_sync(ms, fd, false, false);
 		if (rc == 0 && slash != NULL) {

@@ -134,6 +134,7 @@ struct mailbox_stats {
 	uint64_t quota_refused; /* -EDQUOT items */
 	uint64_t errors;        /* items failed for I/O (not EINVAL/EDQUOT) */
 	uint64_t mailboxes;     /* mailboxes cached in the store */
+	uint64_t adopted;       /* files found in new/ without an index line */
 	int last_error;         /* last I/O error, negative errno, or 0 */
 };
 void mailbox_get_stats(struct mailbox_store *ms, struct mailbox_stats *out);

@@ -361,6 +361,54 @@ Test(mailbox, torn_index_tail_ignored_then_cut)
 	mailbox_close(ms);
 }
 
+/* A crash after the rename, before the index line: the file in new/ gets
+ * a UID on the next first touch; tmp/ debris older than 36 h goes. */
+Test(mailbox, unindexed_file_in_new_adopted_and_old_tmp_swept)
+{
+	struct mailbox_conf c;
+	struct mailbox_item it[2];
+	struct mailbox_stats st;
+	struct mailbox_index ix;
+	char p[8400], q[8400];
+	struct timespec old[2];
+
+	conf(&c, false);
+	struct mailbox_store *ms = open_store(&c);
+
+	item(&it[0], "quinn", "s@x", "one\r\n");
+	item(&it[1], "quinn", "s@x", "two\r\n");
+	cr_assert_eq(mailbox_deliver(ms, it, 2), 2);
+	mailbox_close(ms);
+	/* "renamed, not indexed": a copy under a later name */
+	snprintf(p, sizeof(p), "%s/quinn/new/%s", c.dir, it[1].name);
+	char adopted[MAILBOX_FILE_NAME_MAX];
+
+	snprintf(adopted, sizeof(adopted), "1764000001.M1P1Q1.h%s",
+		 strstr(it[1].name, ",S="));
+	snprintf(q, sizeof(q), "%s/quinn/new/%s", c.dir, adopted);
+	cr_assert_eq(link(p, q), 0);
+	snprintf(q, sizeof(q), "%s/quinn/tmp/1600000000.M1P1Q1.h,S=1", c.dir);
+	FILE *f = fopen(q, "w");
+
+	fputs("x", f);
+	fclose(f);
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - 37 * 3600;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	cr_assert_eq(utimensat(AT_FDCWD, q, old, 0), 0);
+	ms = open_store(&c);
+	item(&it[0], "quinn", "s@x", "three\r\n");
+	cr_assert_eq(mailbox_deliver(ms, it, 1), 1);
+	cr_assert_eq(it[0].uid, 4);
+	check_index(&c, "quinn", "quinn", 4);
+	cr_assert_eq(mailbox_index_load(&c, "quinn", &ix), 0);
+	cr_assert_str_eq(ix.e[2].name, adopted);
+	cr_assert_eq(ix.e[2].uid, 3);
+	mailbox_index_free(&ix);
+	mailbox_get_stats(ms, &st);
+	cr_assert_eq(st.adopted, 1);
+	mailbox_close(ms);
+}
+
 Test(mailbox, quota_refuses_without_writing)
 {
 	struct mailbox_conf c;
