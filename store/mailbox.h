@@ -37,7 +37,13 @@
  * more syncfs() makes the renames and the index durable. A crash before the
  * second sync may leave a complete file in new/ without an index line (the
  * caller got no status 0 and delivers again): never a partial file in
- * new/. With conf.fsync false, no sync at all (tests, benchmarks).
+ * new/. The store's first touch of a mailbox gives such files UIDs (a
+ * duplicate at worst, never hidden mail) and removes tmp/ files older than
+ * 36 hours. syncfs() reports write-back errors since Linux 5.8; it also
+ * flushes other writers' dirty data on the same file system, which is why
+ * it is paid twice per batch and never per message. sync_per_file (an
+ * fdatasync per file, an fsync per touched new/ and index) is there to
+ * compare with. With conf.fsync false, no sync at all (tests, benchmarks).
  *
  * Item status: 0 durable; -EINVAL bad mailbox name or a CR/LF in the
  * return path or recipient; -EDQUOT it would pass the mailbox's quota
