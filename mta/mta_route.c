@@ -773,14 +773,19 @@ static int load_users(struct mta_route *r, const char *path, char *err,
 	while (rc == 0 && (s = lines_next(&ls)) != NULL) {
 		char *at;
 
+		/* as mta_policy reads it: '#' anywhere starts a comment */
+		if ((at = strchr(s, '#')) != NULL)
+			*at = '\0';
+		rtrim(s);
 		s = skip_ws(s);
 		if (*s == '\0')
 			continue;
 		at = strchr(s, '@');
 		if (!local_ok(s, at != NULL ? (size_t)(at - s) : strlen(s)) ||
 		    (at != NULL && !domain_ok(at + 1, strlen(at + 1)))) {
-			snprintf(err, errlen, "%s:%d: '%.80s' is not a user or "
-				 "user@domain", path, ls.lineno, s);
+			snprintf(err, errlen, "users_file %s:%d: '%.80s' is "
+				 "not a user or user@domain", path, ls.lineno,
+				 s);
 			rc = -EINVAL;
 			break;
 		}
@@ -789,6 +794,15 @@ static int load_users(struct mta_route *r, const char *path, char *err,
 	lines_close(&ls);
 	strset_seal(&r->users);
 	return rc;
+}
+
+/* A key listed on lines a and b (sorted tables find it at the end). */
+static int twice(char *err, size_t errlen, const char *what,
+		 const char *path, const char *key, int a, int b)
+{
+	snprintf(err, errlen, "%s %s:%d: '%.80s' is listed twice (first on "
+		 "line %d)", what, path, a > b ? a : b, key, a < b ? a : b);
+	return -EINVAL;
 }
 
 /* "reject" [CODE X.Y.Z [text]] */
@@ -865,13 +879,6 @@ static int load_transport(struct mta_route *r, const char *path, char *err,
 				 key);
 			goto bad;
 		}
-		for (size_t i = 0; i < r->ntp; i++)
-			if (strcmp(r->tp[i].key, key) == 0) {
-				snprintf(why, sizeof(why), "'%.80s' is listed "
-					 "twice (first on line %d)", key,
-					 r->tp[i].line);
-				goto bad;
-			}
 		if (r->ntp == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
 			struct transport *n = realloc(r->tp, ncap * sizeof(*n));
@@ -914,12 +921,18 @@ static int load_transport(struct mta_route *r, const char *path, char *err,
 		r->ntp++;
 		continue;
 bad:
-		snprintf(err, errlen, "%s:%d: %s", path, ls.lineno, why);
+		snprintf(err, errlen, "transport_file %s:%d: %s", path,
+			 ls.lineno, why);
 		rc = -EINVAL;
 	}
 	lines_close(&ls);
 	if (r->ntp > 0)
 		qsort(r->tp, r->ntp, sizeof(*r->tp), cmp_tp);
+	for (size_t i = 1; rc == 0 && i < r->ntp; i++)
+		if (strcmp(r->tp[i - 1].key, r->tp[i].key) == 0)
+			rc = twice(err, errlen, "transport_file", path,
+				   r->tp[i].key, r->tp[i - 1].line,
+				   r->tp[i].line);
 	return rc;
 }
 
@@ -954,12 +967,6 @@ static int add_alias(struct mta_route *r, char *entry, int line,
 			 name, at + 1);
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < r->nalias; i++)
-		if (strcmp(r->alias[i].key, name) == 0) {
-			snprintf(why, whylen, "'%.80s' is listed twice (first "
-				 "on line %d)", name, r->alias[i].line);
-			return -EINVAL;
-		}
 	for (p = colon + 1; rc == 0 && *p != '\0';) {
 		char *t, *e, *tat;
 		size_t len;
@@ -1062,8 +1069,8 @@ static int load_aliases(struct mta_route *r, const char *path, char *err,
 			entry[elen] = '\0';
 			rc = add_alias(r, entry, eline, &cap, why, sizeof(why));
 			if (rc == -EINVAL)
-				snprintf(err, errlen, "%s:%d: %s", path, eline,
-					 why);
+				snprintf(err, errlen, "aliases_file %s:%d: %s",
+					 path, eline, why);
 			elen = 0;
 		}
 		if (rc != 0 || s == NULL)
@@ -1072,9 +1079,9 @@ static int load_aliases(struct mta_route *r, const char *path, char *err,
 			continue;
 		if (s[0] == ' ' || s[0] == '\t') {
 			if (eline == 0 || elen == 0) {
-				snprintf(err, errlen, "%s:%d: a continuation "
-					 "line with no entry before it", path,
-					 ls.lineno);
+				snprintf(err, errlen, "aliases_file %s:%d: a "
+					 "continuation line with no entry "
+					 "before it", path, ls.lineno);
 				rc = -EINVAL;
 				break;
 			}
@@ -1082,8 +1089,8 @@ static int load_aliases(struct mta_route *r, const char *path, char *err,
 			eline = ls.lineno;
 		}
 		if (elen + strlen(s) + 2 > LOGICAL_MAX) {
-			snprintf(err, errlen, "%s:%d: entry too long", path,
-				 ls.lineno);
+			snprintf(err, errlen, "aliases_file %s:%d: entry "
+				 "too long", path, ls.lineno);
 			rc = -EINVAL;
 			break;
 		}
@@ -1096,6 +1103,11 @@ static int load_aliases(struct mta_route *r, const char *path, char *err,
 	free(entry);
 	if (r->nalias > 0)
 		qsort(r->alias, r->nalias, sizeof(*r->alias), cmp_alias);
+	for (size_t i = 1; rc == 0 && i < r->nalias; i++)
+		if (strcmp(r->alias[i - 1].key, r->alias[i].key) == 0)
+			rc = twice(err, errlen, "aliases_file", path,
+				   r->alias[i].key, r->alias[i - 1].line,
+				   r->alias[i].line);
 	return rc;
 }
 

@@ -73,7 +73,8 @@
  * "example.org" (MX), "[mx.example.org]" or "[198.18.0.10]" (no MX),
  * ":port" appended when the port is not 25.
  *
- * Load errors name the file and line: "etc/aliases:3: ...".
+ * Load errors name the key, file and line:
+ * "aliases_file etc/aliases:3: 'x y' is not a name, ...".
  */
 #ifndef DPMAIL_MTA_MTA_ROUTE_H
 #define DPMAIL_MTA_MTA_ROUTE_H
@@ -93,7 +94,8 @@ struct mta_route_conf {
 	char transport_file[4096];  /* "" = none */
 	char relayhost[512];        /* "" = none, else a nexthop (above) */
 	char recipient_delimiter[8];/* characters; "" = off; default "+" */
-	uint32_t max_expansion;     /* addresses one alias may expand to */
+	uint32_t max_expansion;     /* addresses one alias may expand to;
+				     * 0 = 1000 */
 };
 
 /* Zeroes c, then recipient_delimiter "+" and max_expansion 1000. */

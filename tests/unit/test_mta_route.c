@@ -541,10 +541,19 @@ Test(mta_route_load, good_edge_cases_and_missing_files)
 	char err[256];
 
 	/* a local domain may be keyed "local"; trailing comma; comments */
-	cr_expect_eq(load(&r, "dpmail.test", "alice # the boss\n",
+	cr_expect_eq(load(&r, "dpmail.test", "alice # the boss\nbob#too\n",
 			  "a: alice, # who\n", "dpmail.test local\n", NULL, err,
 			  sizeof(err)), 0, "%s", err);
+	expect_local(r, "bob@dpmail.test", "bob");
 	mta_route_free(r);
+	/* errors name the configuration key too */
+	cr_expect_eq(load(&r, "dpmail.test", NULL, "a b: c\n", NULL, NULL,
+			  err, sizeof(err)), -EINVAL);
+	cr_expect(strncmp(err, "aliases_file /tmp/", 18) == 0, "%s", err);
+	cr_expect_eq(load(&r, "dpmail.test", NULL, "x: y\nb: c\nX: c\n",
+			  NULL, NULL, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "aliases:3: 'x' is listed twice (first on "
+			 "line 1)") != NULL, "%s", err);
 	/* aliases in a domain made local by the transport map */
 	cr_expect_eq(load(&r, "dpmail.test", "alice\n",
 			  "@partner.example: alice@dpmail.test\n",
