@@ -1189,3 +1189,29 @@ void mta_route_describe(const struct mta_route *r, size_t *domains,
 	*aliases = r->nalias;
 	*transports = r->ntp;
 }
+
+size_t mta_route_missing_postmaster(const struct mta_route *r, char *buf,
+				    size_t len)
+{
+	size_t n = 0, used = 0;
+	char key[ADDR_MAX + 2];
+
+	if (len > 0)
+		buf[0] = '\0';
+	for (size_t i = 0; i < r->local.n; i++) {
+		const char *dom = r->local.v[i];
+		const char *box = mailbox_find(r, "postmaster", dom, key,
+					       sizeof(key));
+		int w;
+
+		if (box != NULL || alias_for(r, "postmaster", dom) != NULL)
+			continue;
+		n++;
+		if (used < len) {
+			w = snprintf(buf + used, len - used, "%s%s",
+				     used ? " " : "", dom);
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	return n;
+}

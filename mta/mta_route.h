@@ -112,6 +112,13 @@ void mta_route_free(struct mta_route *r);
 void mta_route_describe(const struct mta_route *r, size_t *domains,
 			size_t *users, size_t *aliases, size_t *transports);
 
+/* RFC 5321 4.5.1 wants postmaster in every local domain. Counts the
+ * listed local domains where postmaster@domain is neither a user, an
+ * alias nor caught by a catch-all, and writes them, space separated,
+ * into buf (truncated to len; "" when none). For a start-up warning. */
+size_t mta_route_missing_postmaster(const struct mta_route *r, char *buf,
+				    size_t len);
+
 enum mta_route_kind { MTA_ROUTE_LOCAL = 0, MTA_ROUTE_RELAY, MTA_ROUTE_REJECT };
 
 struct mta_route_result {

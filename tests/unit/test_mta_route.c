@@ -441,6 +441,24 @@ Test(mta_route, expand_limit)
 	}
 }
 
+Test(mta_route, missing_postmaster)
+{
+	struct mta_route *r;
+	char err[256] = "", buf[64];
+
+	/* postmaster is an alias (any domain), catch.test has a catch-all */
+	cr_expect_eq(mta_route_missing_postmaster(rt, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "");
+	cr_assert_eq(load(&r, "b.test a.test c.test", "postmaster@b.test\n",
+			  "postmaster@c.test: x@remote.example\n", NULL, NULL,
+			  err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(mta_route_missing_postmaster(r, buf, sizeof(buf)), 1);
+	cr_expect_str_eq(buf, "a.test");
+	cr_expect_eq(mta_route_missing_postmaster(r, buf, 3), 1);
+	cr_expect_str_eq(buf, "a.");
+	mta_route_free(r);
+}
+
 Test(mta_route, check_rcpt_for_policy)
 {
 	struct mta_route_result res;
