@@ -60,6 +60,7 @@ struct lookup {
 	mta_dns_done_fn done;
 	void *user;
 	char domain[MTA_DNS_NAME_MAX + 1];
+	bool a_only;        /* mta_dns_resolve_a: no MX query */
 	struct query q[1 + MTA_DNS_MX_MAX];
 	struct mta_dns_result res;  /* res.hosts: the exchanges, then the
 				       result */
@@ -253,7 +254,10 @@ static void check_done(struct mta_dns *d, struct lookup *lk)
 	}
 	if (r->status != MTA_DNS_TEMP)
 		r->status = MTA_DNS_PERM;
-	if (r->status == MTA_DNS_PERM && (r->flags & MTA_DNS_R_IMPLICIT))
+	if (r->status == MTA_DNS_PERM && lk->a_only && !r->reason[0])
+		snprintf(r->reason, sizeof(r->reason),
+			 "%s: no A records", lk->domain);
+	else if (r->status == MTA_DNS_PERM && (r->flags & MTA_DNS_R_IMPLICIT))
 		snprintf(r->reason, sizeof(r->reason),
 			 "%s: no MX and no A records", lk->domain);
 	else if (!r->reason[0])
@@ -737,6 +741,34 @@ int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
 
 		mx_apply(d, lk, d->mx, k, now_ms, NULL, 0, 0, false);
 	}
+	return 0;
+}
+
+int mta_dns_resolve_a(struct mta_dns *d, const char *host, uint64_t now_ms,
+		      mta_dns_done_fn done, void *user)
+{
+	struct lookup *lk = NULL;
+	size_t n;
+
+	if (!host || !done || !mta_dnsw_domain_ok(host, &n))
+		return -EINVAL;
+	for (unsigned i = 0; i < d->c.max_lookups && !lk; i++)
+		if (d->lk[i].state == L_FREE)
+			lk = &d->lk[i];
+	if (!lk)
+		return -EBUSY;
+	memset(lk, 0, sizeof(*lk));
+	lk->state = L_MX;
+	lk->a_only = true;
+	lk->done = done;
+	lk->user = user;
+	memcpy(lk->domain, host, n);
+	lk->domain[n] = '\0';
+	d->st.lookups++;
+	d->inflight++;
+	/* the host as its own (only) exchange, as for an implicit MX */
+	implicit_mx(d, lk, now_ms);
+	lk->res.flags &= ~(unsigned)MTA_DNS_R_IMPLICIT;
 	return 0;
 }
 

@@ -168,6 +168,14 @@ void mta_dns_free(struct mta_dns *d);
  */
 int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
 		       uint64_t now_ms, mta_dns_done_fn done, void *user);
+/*
+ * Resolves host (a host name, not a mail domain) to its A records only,
+ * no MX query: the result has one host, the name itself, when OK. A
+ * cached answer or an IPv4 literal is handed back at the next tick.
+ * NXDOMAIN or no A record: MTA_DNS_PERM. Returns as mta_dns_resolve_mx.
+ */
+int mta_dns_resolve_a(struct mta_dns *d, const char *host, uint64_t now_ms,
+		      mta_dns_done_fn done, void *user);
 /* Drops every lookup started with user; their done is never called.
  * Returns how many. */
 unsigned mta_dns_cancel(struct mta_dns *d, void *user);

@@ -1142,3 +1142,51 @@ Test(mta_dns, exchange_negative_cache)
 	cr_assert_eq(res[1].n_hosts, 1);
 	cr_assert_str_eq(res[1].hosts[0].name, "cname-only.other.net");
 }
+
+/* ---- A records only (next hop is a host, not a mail domain) ---- */
+
+Test(mta_dns, resolve_a_queries_only_a)
+{
+	struct pb p;
+
+	cr_assert_eq(mta_dns_resolve_a(d, "relay.example.org", 0, on_done,
+				       NULL), 0);
+	cr_assert_eq(n_sent, 1);
+	cr_assert_eq(q_type(0), T_A, "no MX query for a host");
+	reply_init(&p, 0, 0, 0);
+	pb_a(&p, 0, NULL, 60, "192.0.2.7");
+	pb_a(&p, 0, NULL, 60, "192.0.2.8");
+	feed(0, &p, 1);
+	cr_assert_eq(n_res, 1);
+	cr_assert_eq(res[0].status, MTA_DNS_OK);
+	cr_assert_eq(res[0].flags & MTA_DNS_R_IMPLICIT, 0);
+	cr_assert_eq(res[0].n_hosts, 1);
+	cr_assert_str_eq(res[0].hosts[0].name, "relay.example.org");
+	cr_assert_eq(res[0].hosts[0].n_addrs, 2);
+	cr_assert_eq(res[0].hosts[0].addrs[1], ip("192.0.2.8"));
+	/* cached: no query, handed back at the next tick */
+	n_res = 0;
+	cr_assert_eq(mta_dns_resolve_a(d, "relay.example.org", 10, on_done,
+				       NULL), 0);
+	cr_assert_eq(n_sent, 1);
+	cr_assert_eq(n_res, 0);
+	mta_dns_tick(d, 10);
+	cr_assert_eq(n_res, 1);
+	cr_assert_eq(res[0].hosts[0].addrs[0], ip("192.0.2.7"));
+}
+
+Test(mta_dns, resolve_a_nodata_is_permanent)
+{
+	struct pb p;
+
+	cr_assert_eq(mta_dns_resolve_a(d, "relay.example.org", 0, on_done,
+				       NULL), 0);
+	reply_init(&p, 0, 0, 0);
+	feed(0, &p, 1);
+	cr_assert_eq(n_res, 1);
+	cr_assert_eq(res[0].status, MTA_DNS_PERM);
+	cr_assert(strstr(res[0].reason, "relay.example.org"), "%s",
+		  res[0].reason);
+	cr_assert_eq(mta_dns_resolve_a(d, "not a name!", 0, on_done, NULL),
+		     -EINVAL);
+}
