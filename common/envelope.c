@@ -133,3 +133,34 @@ void envelope_free(struct envelope *e)
 	free_str(&e->client_addr);
 	free(e);
 }
+
+struct envelope *envelope_dup(const struct envelope *src)
+{
+	struct envelope *e = envelope_new();
+
+	if (e == NULL)
+		return NULL;
+	memcpy(e->qid, src->qid, sizeof(e->qid));
+	e->client_port = src->client_port;
+	e->local_port = src->local_port;
+	e->ret = src->ret;
+	e->body_type = src->body_type;
+	e->smtputf8 = src->smtputf8;
+	e->esmtp = src->esmtp;
+	e->arrival_us = src->arrival_us;
+	e->declared_size = src->declared_size;
+	if (envelope_set_str(&e->mail_from, src->mail_from, SIZE_MAX) != 0 ||
+	    envelope_set_str(&e->envid, src->envid, SIZE_MAX) != 0 ||
+	    envelope_set_str(&e->helo, src->helo, SIZE_MAX) != 0 ||
+	    envelope_set_str(&e->client_addr, src->client_addr, SIZE_MAX) != 0 ||
+	    envelope_body_append(e, src->body, src->body_len) != 0)
+		goto fail;
+	for (uint32_t i = 0; i < src->nrcpt; i++)
+		if (envelope_add_rcpt(e, src->rcpt[i].addr, src->rcpt[i].orcpt,
+				      src->rcpt[i].notify) != 0)
+			goto fail;
+	return e;
+fail:
+	envelope_free(e);
+	return NULL;
+}

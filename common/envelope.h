@@ -69,6 +69,8 @@ struct envelope {
 
 struct envelope *envelope_new(void);
 void envelope_free(struct envelope *e);
+/* A deep copy (strings and body). NULL on -ENOMEM. */
+struct envelope *envelope_dup(const struct envelope *src);
 /* Replaces *dst with a copy of src[0..len) (len SIZE_MAX: strlen).
  * Returns 0 or -ENOMEM. */
 int envelope_set_str(char **dst, const char *src, size_t len);

@@ -51,6 +51,10 @@ struct key {
 #define DG(f) offsetof(struct dpmail_conf, diag.f), 0
 #define SM(f) offsetof(struct dpmail_conf, smtpd.f), sizeof(((struct smtpd_conf *)0)->f)
 #define SP(f) offsetof(struct dpmail_conf, spool.f), sizeof(((struct spool_conf *)0)->f)
+#define RT(f) offsetof(struct dpmail_conf, route.f), sizeof(((struct mta_route_conf *)0)->f)
+#define QM(f) offsetof(struct dpmail_conf, qmgr.f), sizeof(((struct mta_qmgr_conf *)0)->f)
+#define OU(f) offsetof(struct dpmail_conf, out.f), sizeof(((struct mta_out_conf *)0)->f)
+#define TOP(f) offsetof(struct dpmail_conf, f), sizeof(((struct dpmail_conf *)0)->f)
 #define PO(f) offsetof(struct dpmail_conf, policy.f), sizeof(((struct mta_policy_conf *)0)->f)
 
 static const char *const bare_names[] = { "reject", "normalize", NULL };
@@ -149,6 +153,33 @@ static const struct key keys[] = {
 	{ "spool", "ring_size", K_U32, SP(ring_size), 64, 1u << 20, NULL },
 	{ "spool", "retry_ms", K_U32, SP(retry_ms), 10, 600000, NULL },
 	{ "spool", "preallocate", K_BOOL, SP(preallocate), 0, 0, NULL },
+	{ "mta", "resolvers", K_LIST, TOP(mta_resolvers), 0, 0, NULL },
+	{ "mta", "relayhost", K_LIST, RT(relayhost), 0, 0, NULL },
+	{ "mta", "transport_file", K_LIST, RT(transport_file), 0, 0, NULL },
+	{ "mta", "aliases_file", K_LIST, RT(aliases_file), 0, 0, NULL },
+	{ "mta", "recipient_delimiter", K_LIST, RT(recipient_delimiter), 0, 0, NULL },
+	{ "mta", "max_expansion", K_U32, RT(max_expansion), 1, 100000, NULL },
+	{ "mta", "helo_name", K_LIST, TOP(mta_helo), 0, 0, NULL },
+	{ "mta", "dest_concurrency", K_U32, QM(dest_concurrency), 1, 10000, NULL },
+	{ "mta", "dest_msgs_per_conn", K_U32, QM(dest_msgs_per_conn), 1, 100000, NULL },
+	{ "mta", "dest_rate", K_U32, QM(dest_rate), 0, 1000000, NULL },
+	{ "mta", "dest_backoff_s", K_U32, QM(dest_backoff_s), 1, 86400, NULL },
+	{ "mta", "retry_first_s", K_U32, QM(retry.first_s), 1, 604800, NULL },
+	{ "mta", "retry_max_s", K_U32, QM(retry.max_interval_s), 1, 604800, NULL },
+	{ "mta", "queue_lifetime_s", K_U32, QM(retry.lifetime_s), 1, 31536000, NULL },
+	{ "mta", "delay_warning_s", K_U32, QM(delay_warning_s), 0, 31536000, NULL },
+	{ "mta", "double_bounce_to", K_LIST, QM(double_bounce_to), 0, 0, NULL },
+	{ "mta", "hold", K_BOOL, QM(hold), 0, 0, NULL },
+	{ "mta", "local_batch", K_U32, QM(local_batch), 1, 65536, NULL },
+	{ "mta", "connect_timeout_s", K_SEC_MS, OU(connect_timeout_ms), 1, 600, NULL },
+	{ "mta", "conn_cache_ms", K_U32, OU(conn_cache_ms), 0, 600000, NULL },
+	{ "mta", "dns_timeout_ms", K_U32, OU(dns_timeout_ms), 10, 60000, NULL },
+	{ "mta", "dns_retries", K_U32, OU(dns_retries), 0, 10, NULL },
+	{ "mta", "max_conns", K_U32, OU(max_conns), 1, 1u << 20, NULL },
+	{ "mailbox", "dir", K_STR, QM(mailbox.dir), 0, 0, NULL },
+	{ "mailbox", "quota_bytes", K_U64, QM(mailbox.quota_bytes), 0, UINT64_MAX, NULL },
+	{ "mailbox", "quota_messages", K_U32, QM(mailbox.quota_messages), 0, UINT32_MAX, NULL },
+	{ "mailbox", "fsync", K_BOOL, QM(mailbox.fsync), 0, 0, NULL },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0, NULL },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -415,6 +446,50 @@ static int key_line(const struct load_state *st, const char *name)
 	return 0;
 }
 
+int config_resolvers(const char *list, struct mta_out_conf *out, char *why,
+		     size_t len)
+{
+	char buf[256], *tok, *save = NULL;
+	unsigned n = 0;
+
+	if (strlen(list) >= sizeof(buf)) {
+		snprintf(why, len, "too long");
+		return -1;
+	}
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		char *colon = strchr(tok, ':');
+		uint32_t ip, port = 53;
+
+		if (n == MTA_DNS_RESOLVERS_MAX) {
+			snprintf(why, len, "more than %d resolvers",
+				 MTA_DNS_RESOLVERS_MAX);
+			return -1;
+		}
+		if (colon != NULL) {
+			*colon = '\0';
+			if (parse_u32(colon + 1, 1, 65535, &port) != 0) {
+				snprintf(why, len, "'%s' is not a port", colon + 1);
+				return -1;
+			}
+		}
+		if (parse_ipv4(tok, &ip) != 0) {
+			snprintf(why, len, "'%s' is not an IPv4 address "
+				 "(optionally :port)", tok);
+			return -1;
+		}
+		if (out != NULL) {
+			out->resolvers[n].ip = ip;
+			out->resolvers[n].port = (uint16_t)port;
+		}
+		n++;
+	}
+	if (out != NULL)
+		out->n_resolvers = n;
+	return 0;
+}
+
 /* Checks that involve several keys; returns the offending key or NULL. */
 static const char *check(const struct dpmail_conf *c, char *why, size_t len)
 {
@@ -481,6 +556,12 @@ static const char *check(const struct dpmail_conf *c, char *why, size_t len)
 				return lists[i].key;
 		}
 	}
+	if (c->qmgr.retry.first_s > c->qmgr.retry.max_interval_s) {
+		snprintf(why, len, "must not exceed retry_max_s");
+		return "retry_first_s";
+	}
+	if (config_resolvers(c->mta_resolvers, NULL, why, len) != 0)
+		return "resolvers";
 	if (c->spool.batch_max_bytes > c->spool.segment_bytes) {
 		snprintf(why, len, "must not exceed segment_mb");
 		return "batch_max_kb";
@@ -503,9 +584,14 @@ void config_defaults(struct dpmail_conf *c)
 		 "dpmail.test");
 	snprintf(c->policy.users_file, sizeof(c->policy.users_file),
 		 "etc/users");
+	mta_route_conf_defaults(&c->route);
+	mta_qmgr_conf_defaults(&c->qmgr);
+	snprintf(c->qmgr.mailbox.dir, sizeof(c->qmgr.mailbox.dir), "var/mail");
+	mta_out_conf_defaults(&c->out);
 	c->diag.connect_per_worker = 1;
 	c->diag.connect_delay_ms = 1000;
 	c->log_level = LOG_INFO;
+	config_finish(c);
 }
 
 int config_load(struct dpmail_conf *c, const char *path, char *err,
@@ -555,5 +641,34 @@ int config_load(struct dpmail_conf *c, const char *path, char *err,
 		return -1;
 	}
 	*c = tmp;
+	config_finish(c);
 	return 0;
+}
+
+void config_finish(struct dpmail_conf *c)
+{
+	char why[128];
+
+	/* one list of local domains and users for policy and routing */
+	memcpy(c->route.local_domains, c->policy.local_domains,
+	       sizeof(c->route.local_domains));
+	memcpy(c->route.users_file, c->policy.users_file,
+	       sizeof(c->route.users_file));
+	snprintf(c->qmgr.hostname, sizeof(c->qmgr.hostname), "%s",
+		 c->smtpd.hostname);
+	snprintf(c->qmgr.spool_dir, sizeof(c->qmgr.spool_dir), "%s",
+		 c->spool.dir);
+	c->qmgr.max_received = c->smtpd.max_received;
+	if (c->qmgr.double_bounce_to[0] == '\0') {
+		char first[256] = "";
+		sscanf(c->policy.local_domains, " %255[^, \t]", first);
+		if (first[0] != '\0')
+			snprintf(c->qmgr.double_bounce_to,
+				 sizeof(c->qmgr.double_bounce_to),
+				 "postmaster@%s", first);
+	}
+	if (strcmp(c->qmgr.double_bounce_to, "none") == 0)
+		c->qmgr.double_bounce_to[0] = '\0';
+	(void)config_resolvers(c->mta_resolvers, &c->out, why, sizeof(why));
+	c->out.helo_name = c->mta_helo[0] ? c->mta_helo : c->smtpd.hostname;
 }

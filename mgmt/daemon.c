@@ -27,7 +27,10 @@
 #include "tcpstack/tcp.h"
 #include "mgmt/diag.h"
 #include "mgmt/smtpd.h"
+#include "mta/mta_out.h"
 #include "mta/mta_policy.h"
+#include "mta/mta_qmgr.h"
+#include "mta/mta_route.h"
 #include "store/spool.h"
 
 static volatile sig_atomic_t got_stop, got_dump;
@@ -44,7 +47,17 @@ static void on_signal(int sig)
 struct wctx {
 	struct stack *st;
 	struct smtpd_worker *smtp;
+	struct mta_out *out;       /* outbound delivery, with a queue manager */
+	unsigned index;
 };
+
+static struct mta_qmgr *the_qmgr;
+
+static void job_done(void *user, struct mta_job *j)
+{
+	(void)user;
+	mta_qmgr_job_done(the_qmgr, j);
+}
 
 static void w_input(void *ctx, struct rte_mbuf **pkts, uint16_t n)
 {
@@ -58,6 +71,8 @@ static void w_tick(void *ctx, uint64_t now_ms)
 	stack_tick(w->st, now_ms);
 	if (w->smtp != NULL)
 		smtpd_tick(w->smtp, now_ms);
+	if (w->out != NULL)
+		mta_out_tick(w->out, now_ms);
 }
 
 static void w_flush(void *ctx)
@@ -68,8 +83,18 @@ static void w_flush(void *ctx)
 static bool w_poll(void *ctx)
 {
 	struct wctx *w = ctx;
+	bool busy = w->smtp != NULL && smtpd_poll(w->smtp);
 
-	return w->smtp != NULL && smtpd_poll(w->smtp);
+	if (w->out != NULL) {
+		struct mta_job *jobs[16];
+		unsigned n = mta_qmgr_worker_jobs(the_qmgr, w->index, jobs, 16);
+
+		for (unsigned i = 0; i < n; i++)
+			mta_out_submit(w->out, jobs[i]);
+		busy |= n > 0;
+		busy |= mta_out_poll(w->out);
+	}
+	return busy;
 }
 
 static const struct dp_worker_ops stack_worker_ops = {
@@ -247,6 +272,8 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	struct stack *stacks[DP_MAX_WORKERS] = { 0 };
 	void *ctx[DP_MAX_WORKERS];
 	struct mta_policy *policy = NULL;
+	struct mta_route *route = NULL;
+	struct mta_qmgr_recovery qrec;
 	struct smtpd_shared *smtp_sh = NULL;
 	struct spool_recovery rec;
 	char err[512];
@@ -278,6 +305,22 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			LOG(LOG_ERR, "policy: %s", err);
 			return 1;
 		}
+		rc = mta_route_load(&route, &conf->route, err, sizeof(err));
+		if (rc != 0) {
+			LOG(LOG_ERR, "routing: %s", err);
+			mta_policy_free(policy);
+			return 1;
+		}
+		{
+			char miss[256];
+			if (mta_route_missing_postmaster(route, miss,
+							 sizeof(miss)) > 0)
+				LOG(LOG_WARNING, "routing: no postmaster in %s "
+				    "(RFC 5321 4.5.1: add a user or an alias "
+				    "named postmaster)", miss);
+		}
+		/* RCPT accepts exactly what routing can deliver locally */
+		mta_policy_set_route(policy, route);
 		mta_policy_describe(policy, &nd, &nu, &nr, &nn);
 		LOG(LOG_INFO, "policy: %zu local domain%s (%s), %zu user%s, "
 		    "%zu relay domain%s, %zu trusted network%s", nd,
@@ -285,8 +328,18 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 		    nu == 1 ? "" : "s", nr, nr == 1 ? "" : "s", nn,
 		    nn == 1 ? "" : "s");
 	}
+	if (route != NULL) {
+		size_t nd, nu, na, nt;
+		mta_route_describe(route, &nd, &nu, &na, &nt);
+		LOG(LOG_INFO, "routing: %zu alias%s, %zu transport entr%s, "
+		    "relayhost %s, %u DNS resolver%s", na, na == 1 ? "" : "es",
+		    nt, nt == 1 ? "y" : "ies",
+		    conf->route.relayhost[0] ? conf->route.relayhost : "none",
+		    conf->out.n_resolvers, conf->out.n_resolvers == 1 ? "" : "s");
+	}
 	if (dp_eal_init(&conf->dp, prog) != 0) {
 		mta_policy_free(policy);
+		mta_route_free(route);
 		return 1;
 	}
 	rc = dp_open(&dp, &conf->dp);
@@ -294,17 +347,33 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 		goto out;
 	dp_describe(&dp);
 	if (policy != NULL) {
-		rc = spool_open(&the_spool, &conf->spool, dp.nworkers, &rec);
+		/* one completion ring per worker, and the queue manager's */
+		rc = spool_open(&the_spool, &conf->spool, dp.nworkers + 1, &rec);
 		if (rc != 0) {
 			LOG(LOG_ERR, "spool: cannot open %s: %s",
 			    conf->spool.dir, strerror(-rc));
 			goto out;
 		}
+		rc = mta_qmgr_new(&the_qmgr, &conf->qmgr, route, the_spool,
+				  dp.nworkers, &qrec, err, sizeof(err));
+		if (rc != 0) {
+			LOG(LOG_ERR, "qmgr: %s", err);
+			goto out;
+		}
+		LOG(LOG_INFO, "qmgr: %llu message%s in the queue (%llu "
+		    "recipient%s pending, %llu deferred); mailboxes in %s",
+		    (unsigned long long)qrec.messages,
+		    qrec.messages == 1 ? "" : "s",
+		    (unsigned long long)qrec.rcpts_pending,
+		    qrec.rcpts_pending == 1 ? "" : "s",
+		    (unsigned long long)qrec.rcpts_deferred,
+		    conf->qmgr.mailbox.dir);
 		smtp_sh = smtpd_shared_new(&conf->smtpd, policy, the_spool);
 		if (smtp_sh == NULL) {
 			LOG(LOG_ERR, "smtpd: out of memory");
 			goto out;
 		}
+		smtpd_shared_set_mta(smtp_sh, the_qmgr, route);
 	}
 
 	for (unsigned i = 0; i < dp.nworkers; i++) {
@@ -340,6 +409,16 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			if (rc != 0)
 				goto out;
 		}
+		wctx[i].index = i;
+		if (the_qmgr != NULL) {
+			wctx[i].out = mta_out_new(stacks[i], i, &conf->out,
+						  job_done, NULL);
+			if (wctx[i].out == NULL) {
+				LOG(LOG_ERR, "daemon: outbound delivery on "
+				    "worker %u: cannot start", i);
+				goto out;
+			}
+		}
 	}
 	if (smtp_sh != NULL) {
 		char ports[64] = "";
@@ -373,6 +452,11 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	dp_stop_workers(&dp);
 	exit_code = 0;
 out:
+	/* jobs in flight go back to the queue manager (their recipients
+	 * deferred) while the stacks can still abort their connections */
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++)
+		if (wctx[i].out != NULL)
+			mta_out_stop(wctx[i].out);
 	/* stop RX first, then give every held mbuf back */
 	dp_close(&dp);
 	for (unsigned i = 0; i < nstacks; i++) {
@@ -385,6 +469,14 @@ out:
 		smtpd_drain(wctx[i].smtp);
 	if (nstacks > 0)
 		print_counters(stacks, nstacks, &dp);
+	/* after the sessions: the last accepted messages reach it; what is
+	 * still queued stays in the spool for the next start */
+	mta_qmgr_free(the_qmgr);
+	the_qmgr = NULL;
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++) {
+		mta_out_free(wctx[i].out);
+		wctx[i].out = NULL;
+	}
 	for (unsigned i = 0; i < DP_MAX_WORKERS; i++) {
 		smtpd_free(wctx[i].smtp);
 		wctx[i].smtp = NULL;
@@ -395,6 +487,7 @@ out:
 	}
 	smtpd_shared_free(smtp_sh);
 	mta_policy_free(policy);
+	mta_route_free(route);
 	for (unsigned i = 0; i < nstacks; i++)
 		rte_free(stacks[i]);
 	leaked = dp_mbufs_in_use(&dp);

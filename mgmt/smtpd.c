@@ -22,6 +22,8 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "mta/mta_policy.h"
+#include "mta/mta_qmgr.h"
+#include "mta/mta_route.h"
 #include "store/spool.h"
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
@@ -40,6 +42,8 @@ struct smtpd_shared {
 	struct smtp_server_conf eng;
 	const struct mta_policy *policy;
 	struct spool *sp;
+	struct mta_qmgr *qmgr;               /* NULL: accept only */
+	const struct mta_route *route;       /* alias rewrite; may be NULL */
 	uint32_t conns;                      /* atomic */
 	uint32_t per_client[PER_CLIENT_SLOTS]; /* atomic, by address hash */
 };
@@ -61,6 +65,9 @@ struct smtpd_worker {
 	struct sess *failed;     /* submissions refused, answered on poll */
 	struct sess *reap;       /* finished sessions, freed on poll */
 	uint64_t last_sweep_ms;
+	/* queued messages the queue manager's ring could not take yet */
+	struct envelope **backlog;
+	size_t nbacklog, capbacklog;
 	struct smtpd_counters cnt;
 };
 
@@ -260,8 +267,9 @@ static enum smtp_verdict op_rcpt(void *user, const struct envelope *env,
 				 const char *addr)
 {
 	struct sess *s = user;
-	enum mta_verdict v = mta_policy_rcpt(s->w->sh->policy, s->client_ip,
-					     addr);
+	struct mta_policy_reply rep;
+	enum mta_verdict v = mta_policy_rcpt_reply(s->w->sh->policy,
+						   s->client_ip, addr, &rep);
 
 	switch (v) {
 	case MTA_LOCAL:
@@ -278,10 +286,100 @@ static enum smtp_verdict op_rcpt(void *user, const struct envelope *env,
 		break;
 	}
 	s->w->cnt.rcpt_rejected++;
-	LOG_RL(LOG_INFO, "smtpd: %s: reject: RCPT from %s: 554 5.7.1 <%s>: "
-	       "relay access denied; from=<%s>", env->qid, s->client, addr,
-	       env->mail_from);
-	return SMTP_REJECT_RELAY;
+	LOG_RL(LOG_INFO, "smtpd: %s: reject: RCPT from %s: %u %s <%s>: %s; "
+	       "from=<%s>", env->qid, s->client, rep.code, rep.enh, addr,
+	       rep.text, env->mail_from);
+	if (rep.code == 554 && strcmp(rep.enh, "5.7.1") == 0 &&
+	    strcmp(rep.text, "relay access denied") == 0)
+		return SMTP_REJECT_RELAY;
+	/* the transport map's own reply */
+	smtp_server_set_reject(s->eng, rep.code, rep.enh, rep.text);
+	return SMTP_REJECT_CUSTOM;
+}
+
+/*
+ * The envelope rewrite before the spool (Postfix's virtual aliases): an
+ * alias or a catch-all recipient becomes its targets, each remembering
+ * the address the client gave as its ORCPT, so the spool, the state
+ * records and the DSNs only ever see final recipients. A recipient whose
+ * expansion fails stays as given (routing then bounces it).
+ */
+static void expand_aliases(const struct mta_route *route, struct envelope *env,
+			   const char *client)
+{
+	struct envelope *tmp = NULL;
+
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		char **v = NULL;
+		int n = mta_route_expand(route, env->rcpt[i].addr, &v);
+
+		if (n <= 0 && tmp == NULL) {
+			if (n < 0)
+				LOG_RL(LOG_WARNING, "smtpd: %s: %s: alias "
+				       "expansion of <%s> failed: %s; kept as "
+				       "given", env->qid, client,
+				       env->rcpt[i].addr, strerror(-n));
+			continue;
+		}
+		if (tmp == NULL) {
+			tmp = envelope_new();
+			if (tmp == NULL) {
+				mta_route_expand_free(v, n);
+				return;
+			}
+			for (uint32_t k = 0; k < i; k++)
+				if (envelope_add_rcpt(tmp, env->rcpt[k].addr,
+						      env->rcpt[k].orcpt,
+						      env->rcpt[k].notify) != 0)
+					goto nomem;
+		}
+		if (n <= 0) {
+			if (envelope_add_rcpt(tmp, env->rcpt[i].addr,
+					      env->rcpt[i].orcpt,
+					      env->rcpt[i].notify) != 0)
+				goto nomem;
+			continue;
+		}
+		for (int k = 0; k < n; k++) {
+			char orcpt[600];
+			bool dup = false;
+
+			for (uint32_t d = 0; d < tmp->nrcpt && !dup; d++)
+				dup = strcmp(tmp->rcpt[d].addr, v[k]) == 0;
+			if (dup)
+				continue;
+			if (env->rcpt[i].orcpt[0] != '\0')
+				snprintf(orcpt, sizeof(orcpt), "%s",
+					 env->rcpt[i].orcpt);
+			else
+				snprintf(orcpt, sizeof(orcpt), "rfc822;%s",
+					 env->rcpt[i].addr);
+			if (envelope_add_rcpt(tmp, v[k], orcpt,
+					      env->rcpt[i].notify) != 0) {
+				mta_route_expand_free(v, n);
+				goto nomem;
+			}
+		}
+		LOG(LOG_INFO, "smtpd: %s: <%s> expanded to %d address%s",
+		    env->qid, env->rcpt[i].addr, n, n == 1 ? "" : "es");
+		mta_route_expand_free(v, n);
+	}
+	if (tmp != NULL) {
+		struct env_rcpt *r = env->rcpt;
+		uint32_t nr = env->nrcpt, cap = env->rcpt_cap;
+
+		env->rcpt = tmp->rcpt;
+		env->nrcpt = tmp->nrcpt;
+		env->rcpt_cap = tmp->rcpt_cap;
+		tmp->rcpt = r;
+		tmp->nrcpt = nr;
+		tmp->rcpt_cap = cap;
+		envelope_free(tmp);
+	}
+	return;
+nomem:
+	/* out of memory: deliver to the addresses as given */
+	envelope_free(tmp);
 }
 
 static void op_message(void *user, struct envelope *env)
@@ -289,6 +387,9 @@ static void op_message(void *user, struct envelope *env)
 	struct sess *s = user;
 	struct smtpd_worker *w = s->w;
 	int rc;
+
+	if (w->sh->route != NULL)
+		expand_aliases(w->sh->route, env, s->client);
 
 	memset(&s->req, 0, sizeof(s->req));
 	s->req.type = SPOOL_REQ_MSG;
@@ -448,6 +549,45 @@ static int on_accept(struct tcp_conn *c, void *lu,
 
 /* ---- completions and timers ---------------------------------------- */
 
+/* An accepted message goes on to the queue manager; when its ring is
+ * full the message waits here (it is safe in the spool meanwhile). */
+static void to_qmgr(struct smtpd_worker *w, struct envelope *env)
+{
+	if (w->nbacklog == 0 &&
+	    mta_qmgr_submit(w->sh->qmgr, w->index, env) == 0)
+		return;
+	if (w->nbacklog == w->capbacklog) {
+		size_t cap = w->capbacklog ? w->capbacklog * 2 : 64;
+		struct envelope **b = realloc(w->backlog, cap * sizeof(*b));
+
+		if (b == NULL) {
+			/* it stays in the spool: delivered after a restart */
+			LOG(LOG_ERR, "smtpd: %s: out of memory handing it to "
+			    "the queue manager", env->qid);
+			envelope_free(env);
+			return;
+		}
+		w->backlog = b;
+		w->capbacklog = cap;
+	}
+	w->backlog[w->nbacklog++] = env;
+}
+
+static bool backlog_flush(struct smtpd_worker *w)
+{
+	size_t i = 0;
+
+	while (i < w->nbacklog &&
+	       mta_qmgr_submit(w->sh->qmgr, w->index, w->backlog[i]) == 0)
+		i++;
+	if (i > 0) {
+		memmove(w->backlog, w->backlog + i,
+			(w->nbacklog - i) * sizeof(*w->backlog));
+		w->nbacklog -= i;
+	}
+	return i > 0;
+}
+
 static void answer(struct smtpd_worker *w, struct sess *s)
 {
 	struct envelope *env = s->req.env;
@@ -472,7 +612,10 @@ static void answer(struct smtpd_worker *w, struct sess *s)
 		smtp_server_queued(s->eng, st, env->qid);
 		s->last_ms = now_ms(w);
 	}
-	envelope_free(env);
+	if (st == 0 && w->sh->qmgr != NULL)
+		to_qmgr(w, env);
+	else
+		envelope_free(env);
 	if (s->c != NULL) {
 		if (s->peer_closed && !s->close_wanted) {
 			s->close_wanted = true;
@@ -490,6 +633,8 @@ bool smtpd_poll(struct smtpd_worker *w)
 	unsigned n, total = 0;
 
 	reap(w);
+	if (w->nbacklog > 0 && backlog_flush(w))
+		total++;
 	while (w->failed != NULL) {
 		struct sess *s = w->failed;
 		w->failed = s->fnext;
@@ -618,6 +763,13 @@ struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
 	return sh;
 }
 
+void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
+			  const struct mta_route *route)
+{
+	sh->qmgr = q;
+	sh->route = route;
+}
+
 void smtpd_shared_free(struct smtpd_shared *sh)
 {
 	free(sh);
@@ -684,6 +836,10 @@ void smtpd_free(struct smtpd_worker *w)
 	if (w == NULL)
 		return;
 	smtpd_drain(w);
+	/* what the queue manager never took stays in the spool */
+	for (size_t i = 0; i < w->nbacklog; i++)
+		envelope_free(w->backlog[i]);
+	free(w->backlog);
 	free(w);
 }
 

@@ -61,6 +61,12 @@ struct smtpd_shared; /* limits shared by all workers */
 struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
 				      const struct mta_policy *policy,
 				      struct spool *sp);
+/* Accepted messages go on to the queue manager (after their 250), with
+ * aliases expanded by route before the spool. Before smtpd_start. */
+struct mta_qmgr;
+struct mta_route;
+void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
+			  const struct mta_route *route);
 void smtpd_shared_free(struct smtpd_shared *sh);
 
 struct smtpd_worker;

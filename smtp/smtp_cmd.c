@@ -159,6 +159,15 @@ static void reply_verdict(struct smtp_server *s, enum smtp_verdict v,
 	case SMTP_TEMPFAIL:
 		smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
 		break;
+	case SMTP_REJECT_CUSTOM:
+		if (s->custom_code >= 400 && s->custom_code < 600)
+			smtp_reply(s, "%u %s <%s>: %s", s->custom_code,
+				   s->custom_enh, addr, s->custom_text);
+		else
+			smtp_reply(s, "550 5.7.1 <%s>: %s address rejected "
+				   "by policy", addr, who);
+		s->custom_code = 0;
+		break;
 	case SMTP_TEMPFAIL_STORAGE:
 	default:
 		reply_nomem(s);

@@ -362,6 +362,30 @@ void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len)
 	drain(s);
 }
 
+void smtp_server_set_reject(struct smtp_server *s, unsigned code,
+			    const char *enh, const char *text)
+{
+	size_t n;
+
+	s->custom_code = 0;
+	if (code < 400 || code > 599 || enh == NULL || text == NULL ||
+	    enh[0] != (char)('0' + code / 100) || strlen(enh) >= 12)
+		return;
+	for (const char *p = enh; *p; p++)
+		if ((*p < '0' || *p > '9') && *p != '.')
+			return;
+	s->custom_code = (uint16_t)code;
+	snprintf(s->custom_enh, sizeof(s->custom_enh), "%s", enh);
+	n = strlen(text);
+	if (n > 200)
+		n = 200;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)text[i];
+		s->custom_text[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+	}
+	s->custom_text[n] = '\0';
+}
+
 void smtp_server_queued(struct smtp_server *s, int status, const char *qid)
 {
 	if (!s->pending)

@@ -82,6 +82,9 @@ enum smtp_verdict {
 	SMTP_REJECT_POLICY,    /* 550 5.7.1 ... rejected by policy */
 	SMTP_TEMPFAIL,         /* 451 4.3.0 temporary failure, try later */
 	SMTP_TEMPFAIL_STORAGE, /* 452 4.3.1 Insufficient system storage */
+	/* "CODE X.Y.Z <addr>: text" as set with smtp_server_set_reject()
+	 * just before returning it (policy 550 5.7.1 if none was set) */
+	SMTP_REJECT_CUSTOM,
 };
 
 struct smtp_server_ops {
@@ -143,6 +146,11 @@ void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len);
  * as <qid>"), -ENOSPC = "452 4.3.1 Insufficient system storage", any
  * other negative errno = "451 4.3.0 Error: queue file write error".
  * Processes the backlog of pipelined input before it returns. */
+/* The reply of the next SMTP_REJECT_CUSTOM verdict: code 4xx or 5xx,
+ * enh a status of the same class ("5.7.1"), text one line (controls
+ * become spaces, cut at 200 octets). From the mail/rcpt callback. */
+void smtp_server_set_reject(struct smtp_server *s, unsigned code,
+			    const char *enh, const char *text);
 void smtp_server_queued(struct smtp_server *s, int status, const char *qid);
 
 /* The connection is already TLS (implicit TLS listener, or after the

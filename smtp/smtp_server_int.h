@@ -80,6 +80,10 @@ struct smtp_server {
 	char *line;         /* max_cmd_line octets */
 	uint32_t line_len;
 	char *scratch;      /* max_cmd_line + 1: C strings cut from a line */
+	/* SMTP_REJECT_CUSTOM: the reply the caller set for this verdict */
+	uint16_t custom_code;
+	char custom_enh[16];
+	char custom_text[256];
 	uint64_t bdat_left; /* chunk octets still to read */
 	uint64_t bdat_size; /* the chunk's size, for the reply */
 	bool bdat_last;

@@ -185,6 +185,12 @@ typedef int (*spool_live_cb)(void *arg, const char *qid, uint32_t nrcpt,
 			     const uint8_t *state, const uint64_t *next_try_s);
 int spool_live_foreach(struct spool *sp, spool_live_cb cb, void *arg);
 
+/* A ring built without the EAL (aligned_alloc + rte_ring_init; free()
+ * it): multi-producer enqueue, single-consumer dequeue; count a power of
+ * two. For the MTA's rings beside the spool's own. */
+struct rte_ring;
+struct rte_ring *spool_ring_new(const char *name, unsigned count);
+
 /* The writer that owns a queue ID (hash(qid) % writers). */
 unsigned spool_writer_of(const struct spool *sp, const char *qid);
 

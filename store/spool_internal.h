@@ -116,9 +116,6 @@ struct spool {
 };
 
 uint64_t spool_now_ns(void);
-/* An MP-enqueue, SC-dequeue ring of count (power of 2) slots, no EAL. */
-struct rte_ring *spool_ring_new(const char *name, unsigned count);
-
 /* Segment registry (spool.c). */
 struct spool_seg *spool_seg_register(struct spool *sp, const char *name,
 				     unsigned writer, uint64_t seq,

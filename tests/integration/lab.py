@@ -356,7 +356,10 @@ class Lab:
                 ("dataplane", "workers", "1"),
                 # each lab its own spool; users from the repo's file
                 ("spool", "dir", str(self.workdir / "spool")),
-                ("policy", "users_file", str(REPO / "etc" / "users"))):
+                ("policy", "users_file", str(REPO / "etc" / "users")),
+                # and its own mailboxes; aliases from the repo's file
+                ("mailbox", "dir", str(self.workdir / "mail")),
+                ("mta", "aliases_file", str(REPO / "etc" / "aliases"))):
             text = set_ini(text, sec, key, val)
         for sec, kv in self.config.items():
             for key, val in kv.items():

@@ -16,7 +16,10 @@ import smtpclient as sc
 import smtplab as sl
 from lab import DAEMON_IP, record_result
 
-pytestmark = [pytest.mark.netns, pytest.mark.pmds("tap")]
+# The spool must fill: messages are held there, not delivered (delivery
+# would free the segments; test_mta.py covers delivery).
+pytestmark = [pytest.mark.netns, pytest.mark.pmds("tap"),
+              pytest.mark.lab_config(mta={"hold": True})]
 
 SIZE = 100_000
 

@@ -1,0 +1,1683 @@
+/*
+ * mta_qmgr.c: the queue manager's thread: admission (routing every
+ * recipient), per-destination queues and jobs, the deferred list, bounce
+ * and delay reports, state records to the spool, and the local delivery
+ * thread.
+ *
+ * Everything here runs on the queue manager's thread except the ring
+ * entry points (mta_qmgr_submit, _worker_jobs, _job_done: workers) and
+ * the local delivery thread (mailbox_deliver only; it shares nothing but
+ * its batch, handed over under a mutex). No lock on any worker path: a
+ * worker only enqueues or dequeues on rings.
+ *
+ * Must never: mark a recipient delivered or bounced before the delivery
+ * (or the bounce) is durable; free a message while a job, a batch or a
+ * spool request still points at it; block a worker.
+ */
+#include "mta/mta_qmgr.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_ring.h>
+
+#include "common/log.h"
+#include "common/ratelimit.h"
+#include "mta/mta_dsn.h"
+#include "mta/mta_route.h"
+#include "store/spool.h"
+
+#define IN_RING (1u << 16)
+#define JOB_RING (1u << 12)
+#define DEST_BUCKETS 1024
+#define SCAN_MS 250
+#define SPOOL_RETRY_MS 1000
+#define DIAG_MAX 320
+
+/* per-recipient flags */
+#define RF_FAIL 0x01     /* failed, waiting for its bounce to be queued */
+#define RF_BOUNCING 0x02 /* its bounce is on the way to the spool */
+#define RF_WARNED 0x04   /* a delay report went out */
+
+struct qrcpt {
+	uint8_t state;       /* enum spool_rcpt_state */
+	uint8_t flags;
+	char *mailbox;       /* local recipients */
+	uint64_t next_try_s;
+	char status[16];     /* the last outcome, for reports */
+	char diag[DIAG_MAX];
+	char remote[MTA_HOST_MAX + 1];
+	uint64_t last_us;
+};
+
+struct qmsg {
+	struct qmsg *prev, *next;
+	struct envelope *env;
+	struct qrcpt *r;
+	uint32_t open;       /* recipients not final */
+	uint32_t refs;       /* entries, jobs, batches, spool requests */
+	uint32_t attempts;
+	bool bouncing;       /* a bounce request is in flight */
+};
+
+struct dest;
+
+struct qentry {
+	struct qentry *next;
+	struct qmsg *m;
+	struct dest *d;
+	uint64_t due_ms;
+	uint32_t n;
+	uint32_t idx[];
+};
+
+struct dest {
+	struct dest *hnext;
+	struct dest *wnext;
+	bool on_work, local;
+	char key[MTA_HOST_MAX + 24];
+	struct mta_nexthop nh;
+	struct qentry *head, *tail;
+	uint32_t nready, active, fail_streak;
+	uint64_t backoff_until_ms;
+	char why[256];
+	struct ratelimit rl;
+};
+
+enum qreq_kind { QR_STATE = 1, QR_BOUNCE, QR_REPORT };
+
+struct qreq {
+	struct spool_req r;
+	struct qreq *next;
+	enum qreq_kind kind;
+	struct qmsg *m;          /* STATE, BOUNCE: the message it is about */
+	struct envelope *dsn;    /* BOUNCE, REPORT: the new message */
+	uint32_t n;              /* BOUNCE: recipients to mark bounced */
+	uint32_t *idx;
+	uint64_t retry_ms;
+};
+
+struct local {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct mailbox_store *ms;
+	struct mailbox_item *items;
+	struct qentry **ents;    /* per item */
+	uint32_t *idx;           /* per item */
+	size_t n, cap;
+	int phase;               /* 0 idle, 1 handed over, 2 done */
+	bool stop, started;
+};
+
+struct mta_qmgr {
+	struct mta_qmgr_conf c;
+	const struct mta_route *route;
+	struct spool *sp;
+	unsigned nworkers, me;   /* me: our spool completion ring */
+	struct rte_ring *in;
+	struct rte_ring **to_worker;
+	struct rte_ring *back;
+	unsigned rr;
+	pthread_t th;
+	_Atomic bool stop;
+	bool started;
+
+	struct qmsg *live;
+	struct dest *buckets[DEST_BUCKETS];
+	struct dest *work;       /* dests with ready entries */
+	struct dest *local_dest;
+	struct qentry *deferred;
+	struct mta_job *unsent;  /* jobs a full worker ring refused */
+	struct qreq *retry;      /* spool requests to submit again */
+	uint64_t next_scan_ms;
+	uint64_t reqs_out;       /* spool requests in flight */
+	struct local loc;
+	struct mta_qmgr_stats st;
+};
+
+#define CNT(q, f) __atomic_fetch_add(&(q)->st.f, 1, __ATOMIC_RELAXED)
+#define GAUGE(q, f, v) __atomic_store_n(&(q)->st.f, (v), __ATOMIC_RELAXED)
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void mta_qmgr_conf_defaults(struct mta_qmgr_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->hostname, sizeof(c->hostname), "localhost");
+	snprintf(c->spool_dir, sizeof(c->spool_dir), "var/spool");
+	c->dest_concurrency = 10;
+	c->dest_msgs_per_conn = 100;
+	c->dest_rate = 0;
+	c->dest_backoff_s = 60;
+	c->delay_warning_s = 14400;
+	c->max_received = 50;
+	c->local_batch = 256;
+	mta_retry_conf_defaults(&c->retry);
+	mailbox_conf_defaults(&c->mailbox);
+}
+
+/* ---- messages ------------------------------------------------------- */
+
+static struct qmsg *qmsg_new(struct mta_qmgr *q, struct envelope *env)
+{
+	struct qmsg *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	m->r = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*m->r));
+	if (m->r == NULL) {
+		free(m);
+		return NULL;
+	}
+	m->env = env;
+	m->open = env->nrcpt;
+	m->next = q->live;
+	if (q->live != NULL)
+		q->live->prev = m;
+	q->live = m;
+	__atomic_fetch_add(&q->st.msgs_live, 1, __ATOMIC_RELAXED);
+	return m;
+}
+
+static void qmsg_free(struct mta_qmgr *q, struct qmsg *m)
+{
+	if (m->prev != NULL)
+		m->prev->next = m->next;
+	else
+		q->live = m->next;
+	if (m->next != NULL)
+		m->next->prev = m->prev;
+	for (uint32_t i = 0; i < m->env->nrcpt; i++)
+		free(m->r[i].mailbox);
+	free(m->r);
+	envelope_free(m->env);
+	free(m);
+	__atomic_fetch_sub(&q->st.msgs_live, 1, __ATOMIC_RELAXED);
+}
+
+static void qmsg_unref(struct mta_qmgr *q, struct qmsg *m)
+{
+	if (--m->refs == 0 && m->open == 0) {
+		LOG(LOG_INFO, "qmgr: %s: removed", m->env->qid);
+		qmsg_free(q, m);
+	}
+}
+
+static uint64_t msg_delay_ms(const struct qmsg *m, uint64_t now)
+{
+	uint64_t a = m->env->arrival_us / 1000u;
+
+	return now > a ? now - a : 0;
+}
+
+/* ---- spool requests ------------------------------------------------- */
+
+static void req_submit(struct mta_qmgr *q, struct qreq *x)
+{
+	int rc;
+
+	x->r.worker = q->me;
+	x->r.user = x;
+	x->r.status = 0;
+	rc = spool_submit(q->sp, &x->r);
+	if (rc == 0) {
+		q->reqs_out++;
+		return;
+	}
+	x->retry_ms = wall_ms() + 10;
+	x->next = q->retry;
+	q->retry = x;
+	CNT(q, spool_retries);
+}
+
+static void state_write(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
+			uint8_t state, uint64_t next_try_s)
+{
+	struct qreq *x = calloc(1, sizeof(*x));
+
+	if (x == NULL) {
+		/* the record is lost; the recipient is delivered again
+		 * after a restart (at least once, never lost) */
+		LOG(LOG_ERR, "qmgr: %s: out of memory for a state record",
+		    m->env->qid);
+		return;
+	}
+	x->kind = QR_STATE;
+	x->m = m;
+	x->r.type = SPOOL_REQ_STATE;
+	memcpy(x->r.qid, m->env->qid, sizeof(x->r.qid));
+	x->r.rcpt = idx;
+	x->r.state = state;
+	x->r.next_try_s = next_try_s;
+	m->refs++;
+	CNT(q, state_records);
+	req_submit(q, x);
+}
+
+static void rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
+		       uint8_t state)
+{
+	struct qrcpt *r = &m->r[idx];
+
+	if (r->state == SPOOL_RCPT_DELIVERED || r->state == SPOOL_RCPT_BOUNCED)
+		return;
+	r->state = state;
+	r->flags &= (uint8_t)~(RF_FAIL | RF_BOUNCING);
+	m->open--;
+	state_write(q, m, idx, state, 0);
+}
+
+static void admit(struct mta_qmgr *q, struct envelope *env,
+		  const uint8_t *state, const uint64_t *next_try_s);
+
+static void dsn_conf(const struct mta_qmgr *q, struct mta_dsn_conf *dc)
+{
+	memset(dc, 0, sizeof(*dc));
+	dc->reporting_mta = q->c.hostname;
+	dc->double_bounce_to = q->c.double_bounce_to;
+	dc->now_us = wall_ms() * 1000u;
+}
+
+/* A report (bounce, delay or success) made into a message of its own. */
+static struct envelope *report_env(struct mta_qmgr *q, struct envelope *b)
+{
+	spool_qid_next(q->sp, q->me, b->qid);
+	if (envelope_set_str(&b->helo, q->c.hostname, SIZE_MAX) != 0 ||
+	    envelope_set_str(&b->client_addr, "127.0.0.1", SIZE_MAX) != 0) {
+		envelope_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void fill_outcome(const struct qmsg *m, uint32_t idx,
+			 enum mta_dsn_action a, struct mta_dsn_rcpt *o)
+{
+	const struct qrcpt *r = &m->r[idx];
+
+	memset(o, 0, sizeof(*o));
+	o->rcpt = idx;
+	o->action = a;
+	o->status = mta_dsn_status_valid(r->status) ? r->status : NULL;
+	if (o->status != NULL) {
+		char cls = r->status[0];
+		bool ok = (a == MTA_DSN_FAILED && (cls == '4' || cls == '5')) ||
+			  (a == MTA_DSN_DELAYED && cls == '4') ||
+			  (a >= MTA_DSN_DELIVERED && cls == '2');
+		if (!ok)
+			o->status = NULL;
+	}
+	o->remote_mta = r->remote[0] && strcmp(r->remote, "local") != 0 ?
+			r->remote : NULL;
+	o->diagnostic = r->diag[0] ? r->diag : NULL;
+	o->last_attempt_us = r->last_us;
+}
+
+/* Reports for recipients that do not change state (delays, successes):
+ * fire and forget; the report is queued like any message. */
+static void send_report(struct mta_qmgr *q, struct qmsg *m,
+			const struct mta_dsn_rcpt *o, size_t n)
+{
+	struct mta_dsn_conf dc;
+	struct envelope *b = NULL;
+	struct qreq *x;
+	int rc;
+
+	dsn_conf(q, &dc);
+	rc = mta_dsn_render(&dc, m->env, o, n, &b);
+	if (rc <= 0) {
+		if (rc < 0)
+			LOG(LOG_ERR, "qmgr: %s: cannot render a report: %s",
+			    m->env->qid, strerror(-rc));
+		return;
+	}
+	b = report_env(q, b);
+	x = b != NULL ? calloc(1, sizeof(*x)) : NULL;
+	if (x == NULL) {
+		envelope_free(b);
+		LOG(LOG_ERR, "qmgr: %s: out of memory for a report",
+		    m->env->qid);
+		return;
+	}
+	x->kind = QR_REPORT;
+	x->dsn = b;
+	x->r.type = SPOOL_REQ_MSG;
+	x->r.env = b;
+	LOG(LOG_INFO, "qmgr: %s: sender %s notification: %s",
+	    m->env->qid, o[0].action == MTA_DSN_DELAYED ? "delay" : "delivery",
+	    b->qid);
+	CNT(q, dsn_sent);
+	req_submit(q, x);
+}
+
+/* Every recipient marked RF_FAIL and not yet on the way gets one bounce;
+ * they are marked bounced once it is durable. */
+static void maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
+{
+	struct mta_dsn_rcpt *o;
+	struct mta_dsn_conf dc;
+	struct envelope *b = NULL;
+	struct qreq *x;
+	uint32_t n = 0, *idx;
+	int rc;
+
+	for (uint32_t i = 0; i < m->env->nrcpt; i++)
+		if ((m->r[i].flags & (RF_FAIL | RF_BOUNCING)) == RF_FAIL)
+			n++;
+	if (n == 0)
+		return;
+	o = calloc(n, sizeof(*o));
+	idx = calloc(n, sizeof(*idx));
+	x = calloc(1, sizeof(*x));
+	if (o == NULL || idx == NULL || x == NULL)
+		goto nomem;
+	n = 0;
+	for (uint32_t i = 0; i < m->env->nrcpt; i++)
+		if ((m->r[i].flags & (RF_FAIL | RF_BOUNCING)) == RF_FAIL) {
+			fill_outcome(m, i, MTA_DSN_FAILED, &o[n]);
+			idx[n++] = i;
+		}
+	dsn_conf(q, &dc);
+	rc = mta_dsn_render(&dc, m->env, o, n, &b);
+	free(o);
+	o = NULL;
+	if (rc < 0) {
+		LOG(LOG_ERR, "qmgr: %s: cannot render a bounce: %s",
+		    m->env->qid, strerror(-rc));
+	}
+	if (rc <= 0) {
+		/* nobody to tell (the null sender) */
+		if (rc == 0)
+			LOG(LOG_INFO, "qmgr: %s: no bounce: null sender",
+			    m->env->qid);
+		for (uint32_t i = 0; i < n; i++)
+			rcpt_final(q, m, idx[i], SPOOL_RCPT_BOUNCED);
+		free(idx);
+		free(x);
+		return;
+	}
+	b = report_env(q, b);
+	if (b == NULL)
+		goto nomem;
+	for (uint32_t i = 0; i < n; i++)
+		m->r[idx[i]].flags |= RF_BOUNCING;
+	x->kind = QR_BOUNCE;
+	x->m = m;
+	x->dsn = b;
+	x->n = n;
+	x->idx = idx;
+	x->r.type = SPOOL_REQ_MSG;
+	x->r.env = b;
+	m->refs++;
+	LOG(LOG_INFO, "qmgr: %s: sender non-delivery notification: %s",
+	    m->env->qid, b->qid);
+	CNT(q, dsn_sent);
+	req_submit(q, x);
+	return;
+nomem:
+	LOG(LOG_ERR, "qmgr: %s: out of memory for a bounce; retried later",
+	    m->env->qid);
+	free(o);
+	free(idx);
+	free(x);
+}
+
+static void rcpt_fail(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
+		      const char *status, const char *diag,
+		      const char *remote)
+{
+	struct qrcpt *r = &m->r[idx];
+
+	r->flags |= RF_FAIL;
+	/* the caller may pass the recipient's own fields */
+	if (status != r->status)
+		snprintf(r->status, sizeof(r->status), "%s", status);
+	if (diag != r->diag)
+		snprintf(r->diag, sizeof(r->diag), "%s", diag);
+	if (remote != r->remote)
+		snprintf(r->remote, sizeof(r->remote), "%s",
+			 remote ? remote : "");
+	r->last_us = wall_ms() * 1000u;
+	CNT(q, bounced);
+}
+
+static void on_req_done(struct mta_qmgr *q, struct qreq *x)
+{
+	struct qmsg *m = x->m;
+
+	q->reqs_out--;
+	if (x->r.status != 0 && x->r.status != -EALREADY &&
+	    x->r.status != -ENOENT && x->r.status != -EEXIST &&
+	    x->r.status != -EINVAL && x->r.status != -E2BIG) {
+		/* not durable (disk full, I/O error): again later */
+		x->retry_ms = wall_ms() + SPOOL_RETRY_MS;
+		x->next = q->retry;
+		q->retry = x;
+		CNT(q, spool_retries);
+		return;
+	}
+	if (x->r.status != 0)
+		LOG(LOG_ERR, "qmgr: %s: spool refused a request: %s",
+		    x->kind == QR_STATE ? x->r.qid : x->dsn->qid,
+		    strerror(-x->r.status));
+	switch (x->kind) {
+	case QR_STATE:
+		qmsg_unref(q, m);
+		break;
+	case QR_BOUNCE:
+		for (uint32_t i = 0; i < x->n; i++)
+			rcpt_final(q, m, x->idx[i], SPOOL_RCPT_BOUNCED);
+		if (x->r.status == 0)
+			admit(q, x->dsn, NULL, NULL);
+		else
+			envelope_free(x->dsn);
+		qmsg_unref(q, m);
+		free(x->idx);
+		break;
+	case QR_REPORT:
+		if (x->r.status == 0)
+			admit(q, x->dsn, NULL, NULL);
+		else
+			envelope_free(x->dsn);
+		break;
+	}
+	free(x);
+}
+
+static unsigned drain_spool(struct mta_qmgr *q)
+{
+	struct spool_req *done[64];
+	unsigned n, total = 0;
+
+	do {
+		n = spool_completions(q->sp, q->me, done, 64);
+		for (unsigned i = 0; i < n; i++)
+			on_req_done(q, done[i]->user);
+		total += n;
+	} while (n == 64);
+	return total;
+}
+
+static unsigned retry_reqs(struct mta_qmgr *q, uint64_t now)
+{
+	struct qreq *list = q->retry, *x;
+	unsigned n = 0;
+
+	q->retry = NULL;
+	while (list != NULL) {
+		x = list;
+		list = x->next;
+		if (x->retry_ms > now) {
+			x->next = q->retry;
+			q->retry = x;
+			continue;
+		}
+		req_submit(q, x);
+		n++;
+	}
+	return n;
+}
+
+/* ---- destinations --------------------------------------------------- */
+
+static uint32_t key_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static struct dest *dest_get(struct mta_qmgr *q, const char *key,
+			     const struct mta_nexthop *nh, bool local)
+{
+	uint32_t b = key_hash(key) % DEST_BUCKETS;
+	struct dest *d;
+
+	for (d = q->buckets[b]; d != NULL; d = d->hnext)
+		if (strcmp(d->key, key) == 0)
+			return d;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return NULL;
+	snprintf(d->key, sizeof(d->key), "%s", key);
+	if (nh != NULL)
+		d->nh = *nh;
+	d->local = local;
+	ratelimit_init(&d->rl, q->c.dest_rate, q->c.dest_rate ? q->c.dest_rate : 1,
+		       wall_ms());
+	d->hnext = q->buckets[b];
+	q->buckets[b] = d;
+	__atomic_fetch_add(&q->st.dests, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+static void dest_push(struct mta_qmgr *q, struct dest *d, struct qentry *e)
+{
+	e->next = NULL;
+	e->d = d;
+	if (d->tail != NULL)
+		d->tail->next = e;
+	else
+		d->head = e;
+	d->tail = e;
+	d->nready++;
+	if (!d->on_work) {
+		d->on_work = true;
+		d->wnext = q->work;
+		q->work = d;
+	}
+}
+
+static struct qentry *dest_pop(struct dest *d)
+{
+	struct qentry *e = d->head;
+
+	if (e != NULL) {
+		d->head = e->next;
+		if (d->head == NULL)
+			d->tail = NULL;
+		d->nready--;
+		e->next = NULL;
+	}
+	return e;
+}
+
+static struct qentry *entry_new(struct qmsg *m, uint32_t n)
+{
+	struct qentry *e = calloc(1, sizeof(*e) + n * sizeof(uint32_t));
+
+	if (e != NULL) {
+		e->m = m;
+		m->refs++;
+	}
+	return e;
+}
+
+static void entry_free(struct mta_qmgr *q, struct qentry *e)
+{
+	struct qmsg *m = e->m;
+
+	free(e);
+	qmsg_unref(q, m);
+}
+
+/* ---- deferral ------------------------------------------------------- */
+
+static void defer_push(struct mta_qmgr *q, struct qentry *e)
+{
+	e->next = q->deferred;
+	q->deferred = e;
+}
+
+/*
+ * The recipients of e failed temporarily (their status and diag are
+ * set). count: whether this was an attempt (back-off grows) or the
+ * destination is only suspended. Expired ones fail; the rest wait.
+ */
+static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
+			uint64_t not_before_ms)
+{
+	struct qmsg *m = e->m;
+	uint64_t now = wall_ms(), now_s = now / 1000u;
+	uint64_t arrival_s = m->env->arrival_us / 1000000u;
+	uint64_t next_s;
+	struct mta_dsn_rcpt *warn = NULL;
+	size_t nwarn = 0;
+	struct mta_dsn_conf dc;
+
+	if (count)
+		m->attempts++;
+	if (mta_retry_expired(&q->c.retry, arrival_s, now_s)) {
+		for (uint32_t i = 0; i < e->n; i++) {
+			struct qrcpt *r = &m->r[e->idx[i]];
+			char diag[DIAG_MAX];
+
+			snprintf(diag, sizeof(diag), "%s", r->diag);
+			LOG(LOG_INFO, "qmgr: %s: to=<%s>, status=expired, "
+			    "returned to sender (%s)", m->env->qid,
+			    m->env->rcpt[e->idx[i]].addr, diag);
+			/* RFC 3463 4.4.7: delivery time expired; the last
+			 * reply stays the Diagnostic-Code */
+			rcpt_fail(q, m, e->idx[i], "4.4.7", diag, r->remote);
+			CNT(q, expired);
+		}
+		maybe_bounce(q, m);
+		entry_free(q, e);
+		return;
+	}
+	next_s = mta_retry_next(&q->c.retry, arrival_s,
+				m->attempts ? m->attempts : 1, now_s);
+	if (next_s * 1000u < not_before_ms)
+		next_s = (not_before_ms + 999u) / 1000u;
+	e->due_ms = next_s * 1000u;
+	dsn_conf(q, &dc);
+	dc.delay_by_default = false;
+	for (uint32_t i = 0; i < e->n; i++) {
+		uint32_t idx = e->idx[i];
+		struct qrcpt *r = &m->r[idx];
+
+		r->state = SPOOL_RCPT_DEFERRED;
+		r->next_try_s = next_s;
+		CNT(q, deferred);
+		if (count)
+			state_write(q, m, idx, SPOOL_RCPT_DEFERRED, next_s);
+		if (q->c.delay_warning_s != 0 && !(r->flags & RF_WARNED) &&
+		    now_s >= arrival_s + q->c.delay_warning_s &&
+		    m->env->mail_from[0] != '\0' &&
+		    mta_dsn_wanted(&dc, &m->env->rcpt[idx], MTA_DSN_DELAYED)) {
+			if (warn == NULL)
+				warn = calloc(e->n, sizeof(*warn));
+			if (warn != NULL) {
+				fill_outcome(m, idx, MTA_DSN_DELAYED,
+					     &warn[nwarn]);
+				warn[nwarn].retry_until_us =
+					(arrival_s + q->c.retry.lifetime_s) *
+					1000000u;
+				nwarn++;
+				r->flags |= RF_WARNED;
+			}
+		}
+	}
+	if (nwarn > 0)
+		send_report(q, m, warn, nwarn);
+	free(warn);
+	defer_push(q, e);
+}
+
+static unsigned scan_deferred(struct mta_qmgr *q, uint64_t now)
+{
+	struct qentry *list = q->deferred, *e;
+	unsigned n = 0;
+	uint64_t cnt = 0;
+
+	q->deferred = NULL;
+	while (list != NULL) {
+		e = list;
+		list = e->next;
+		if (e->due_ms > now) {
+			cnt += e->n;
+			defer_push(q, e);
+			continue;
+		}
+		dest_push(q, e->d, e);
+		n++;
+	}
+	GAUGE(q, rcpts_deferred_now, cnt);
+	return n;
+}
+
+/* ---- admission: routing --------------------------------------------- */
+
+static void admit(struct mta_qmgr *q, struct envelope *env,
+		  const uint8_t *state, const uint64_t *next_try_s)
+{
+	struct qmsg *m = qmsg_new(q, env);
+	struct dest **rd;
+	unsigned nrec;
+	uint64_t now = wall_ms();
+
+	if (m == NULL) {
+		LOG(LOG_ERR, "qmgr: %s: out of memory; left in the spool "
+		    "until the next start", env->qid);
+		envelope_free(env);
+		return;
+	}
+	CNT(q, received);
+	LOG(LOG_INFO, "qmgr: %s: from=<%s>, size=%zu, nrcpt=%u (queue active)",
+	    env->qid, env->mail_from, env->body_len, env->nrcpt);
+	m->refs++; /* held while admitting */
+	rd = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*rd));
+	nrec = mta_count_received(env->body, env->body_len);
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		struct mta_route_result res;
+		struct qrcpt *r = &m->r[i];
+
+		if (state != NULL) {
+			r->state = state[i];
+			r->next_try_s = next_try_s[i];
+			if (state[i] == SPOOL_RCPT_DELIVERED ||
+			    state[i] == SPOOL_RCPT_BOUNCED) {
+				m->open--;
+				continue;
+			}
+		}
+		if (rd == NULL) {
+			LOG(LOG_ERR, "qmgr: %s: out of memory", env->qid);
+			continue; /* stays in the spool for the next start */
+		}
+		if (q->c.max_received != 0 && nrec > q->c.max_received) {
+			char diag[DIAG_MAX];
+
+			snprintf(diag, sizeof(diag), "smtp; 554 5.4.6 mail "
+				 "forwarding loop for %s (%u Received: "
+				 "headers)", env->rcpt[i].addr, nrec);
+			rcpt_fail(q, m, i, "5.4.6", diag, NULL);
+			CNT(q, loops);
+			continue;
+		}
+		mta_route_rcpt(q->route, env->rcpt[i].addr, &res);
+		switch (res.kind) {
+		case MTA_ROUTE_LOCAL:
+			r->mailbox = strdup(res.mailbox);
+			if (r->mailbox != NULL)
+				rd[i] = q->local_dest;
+			break;
+		case MTA_ROUTE_RELAY:
+			rd[i] = dest_get(q, res.dest, &res.nh, false);
+			break;
+		case MTA_ROUTE_REJECT: {
+			char diag[DIAG_MAX];
+
+			snprintf(diag, sizeof(diag), "smtp; %u %s %s",
+				 res.code, res.enh, res.text);
+			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=none, "
+			    "dsn=%s, status=bounced (%u %s %s)", env->qid,
+			    env->rcpt[i].addr, res.enh, res.code, res.enh,
+			    res.text);
+			rcpt_fail(q, m, i, res.enh, diag, NULL);
+			break;
+		}
+		}
+	}
+	/* one entry per destination, recipients in order */
+	for (uint32_t i = 0; rd != NULL && i < env->nrcpt; i++) {
+		struct dest *d = rd[i];
+		struct qentry *e;
+		uint32_t n = 0;
+		uint64_t due = 0;
+
+		if (d == NULL)
+			continue;
+		for (uint32_t j = i; j < env->nrcpt; j++)
+			if (rd[j] == d)
+				n++;
+		e = entry_new(m, n);
+		if (e == NULL) {
+			LOG(LOG_ERR, "qmgr: %s: out of memory", env->qid);
+			break;
+		}
+		for (uint32_t j = i; j < env->nrcpt; j++)
+			if (rd[j] == d) {
+				e->idx[e->n++] = j;
+				if (m->r[j].next_try_s * 1000u > due)
+					due = m->r[j].next_try_s * 1000u;
+				if (j != i)
+					rd[j] = NULL;
+			}
+		e->d = d;
+		if (due > now) {
+			e->due_ms = due;
+			defer_push(q, e);
+		} else {
+			dest_push(q, d, e);
+		}
+	}
+	free(rd);
+	maybe_bounce(q, m);
+	qmsg_unref(q, m);
+}
+
+static unsigned drain_in(struct mta_qmgr *q)
+{
+	struct envelope *envs[64];
+	unsigned n, total = 0;
+
+	do {
+		n = rte_ring_sc_dequeue_burst(q->in, (void **)envs, 64, NULL);
+		for (unsigned i = 0; i < n; i++)
+			admit(q, envs[i], NULL, NULL);
+		total += n;
+	} while (n == 64 && total < 4096);
+	return total;
+}
+
+/* ---- remote jobs ---------------------------------------------------- */
+
+static void job_free(struct mta_job *j)
+{
+	for (uint32_t i = 0; i < j->nmsg; i++)
+		free(j->msg[i].rcpt);
+	free(j->msg);
+	free(j);
+}
+
+static bool job_send(struct mta_qmgr *q, struct mta_job *j)
+{
+	for (unsigned k = 0; k < q->nworkers; k++) {
+		unsigned w = (q->rr + k) % q->nworkers;
+
+		if (rte_ring_mp_enqueue(q->to_worker[w], j) == 0) {
+			q->rr = w + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+static struct mta_job *job_build(struct mta_qmgr *q, struct dest *d,
+				 uint64_t now)
+{
+	uint32_t max = q->c.dest_msgs_per_conn ? q->c.dest_msgs_per_conn : 1;
+	struct mta_job *j;
+	uint32_t n = 0;
+
+	if (max > d->nready)
+		max = d->nready;
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return NULL;
+	j->msg = calloc(max, sizeof(*j->msg));
+	if (j->msg == NULL) {
+		free(j);
+		return NULL;
+	}
+	while (n < max) {
+		struct qentry *e;
+		struct mta_job_msg *jm = &j->msg[n];
+
+		if (q->c.dest_rate != 0 && !ratelimit_allow(&d->rl, now))
+			break;
+		e = dest_pop(d);
+		if (e == NULL)
+			break;
+		jm->rcpt = calloc(e->n, sizeof(*jm->rcpt));
+		if (jm->rcpt == NULL) {
+			dest_push(q, d, e); /* back at the tail; tried later */
+			break;
+		}
+		jm->env = e->m->env;
+		jm->qmsg = e;
+		jm->nrcpt = e->n;
+		for (uint32_t i = 0; i < e->n; i++)
+			jm->rcpt[i].idx = e->idx[i];
+		n++;
+	}
+	if (n == 0) {
+		free(j->msg);
+		free(j);
+		return NULL;
+	}
+	j->nmsg = n;
+	j->dest = d;
+	j->nh = d->nh;
+	j->queued_ms = now;
+	return j;
+}
+
+static void reply_diag(const struct smtp_client_reply *rp, char *out,
+		       size_t len, char *status)
+{
+	char st[16];
+
+	if (mta_dsn_status_from_reply(rp->code, rp->enh[0] ? rp->enh : rp->text,
+				      st, sizeof(st)) != 0)
+		snprintf(st, sizeof(st), "%c.0.0",
+			 rp->code >= 500 ? '5' : rp->code >= 400 ? '4' : '2');
+	if (rp->enh[0] != '\0' && mta_dsn_status_valid(rp->enh) &&
+	    rp->enh[0] == st[0])
+		snprintf(st, sizeof(st), "%s", rp->enh);
+	snprintf(status, 16, "%s", st);
+	snprintf(out, len, "%s; %u %s %s", rp->local ? "x-local" : "smtp",
+		 rp->code, rp->enh, rp->text);
+}
+
+static void job_finish(struct mta_qmgr *q, struct mta_job *j)
+{
+	struct dest *d = j->dest;
+	uint64_t now = wall_ms();
+	char remote_name[MTA_HOST_MAX + 1];
+	/* "mx.example.org[198.18.0.10]:25" in logs; the name in reports */
+	const char *remote = remote_name;
+
+	snprintf(remote_name, sizeof(remote_name), "%.*s",
+		 (int)strcspn(j->remote_mta, "["), j->remote_mta);
+
+	d->active--;
+	__atomic_fetch_sub(&q->st.jobs_active, 1, __ATOMIC_RELAXED);
+	if (j->host_failed) {
+		uint64_t b = (uint64_t)q->c.dest_backoff_s * 1000u;
+
+		for (uint32_t s = 0; s < d->fail_streak && s < 16; s++)
+			b *= 2;
+		if (b > (uint64_t)q->c.retry.max_interval_s * 1000u)
+			b = (uint64_t)q->c.retry.max_interval_s * 1000u;
+		if (d->fail_streak < 64)
+			d->fail_streak++;
+		d->backoff_until_ms = now + b;
+		snprintf(d->why, sizeof(d->why), "%s", j->why);
+		LOG(LOG_INFO, "qmgr: destination %s: delivery suspended for "
+		    "%" PRIu64 " s: %s", d->key, b / 1000u, j->why);
+	} else {
+		d->fail_streak = 0;
+		d->backoff_until_ms = 0;
+	}
+	for (uint32_t i = 0; i < j->nmsg; i++) {
+		struct mta_job_msg *jm = &j->msg[i];
+		struct qentry *e = jm->qmsg;
+		struct qmsg *m = e->m;
+		struct qentry *rest = NULL;
+		struct mta_dsn_rcpt *succ = NULL;
+		size_t nsucc = 0;
+		struct mta_dsn_conf dc;
+
+		dsn_conf(q, &dc);
+		for (uint32_t k = 0; k < jm->nrcpt; k++) {
+			struct mta_job_rcpt *jr = &jm->rcpt[k];
+			struct qrcpt *r = &m->r[jr->idx];
+
+			reply_diag(&jr->reply, r->diag, sizeof(r->diag),
+				   r->status);
+			snprintf(r->remote, sizeof(r->remote), "%s",
+				 remote ? remote : "");
+			r->last_us = now * 1000u;
+			switch (jr->status) {
+			case SMTP_RCPT_DELIVERED:
+				CNT(q, delivered_remote);
+				rcpt_final(q, m, jr->idx, SPOOL_RCPT_DELIVERED);
+				if (m->env->mail_from[0] != '\0' &&
+				    mta_dsn_wanted(&dc, &m->env->rcpt[jr->idx],
+						   MTA_DSN_RELAYED)) {
+					if (succ == NULL)
+						succ = calloc(jm->nrcpt,
+							      sizeof(*succ));
+					if (succ != NULL)
+						fill_outcome(m, jr->idx,
+							     MTA_DSN_RELAYED,
+							     &succ[nsucc++]);
+				}
+				break;
+			case SMTP_RCPT_BOUNCED:
+				rcpt_fail(q, m, jr->idx, r->status, r->diag,
+					  remote);
+				break;
+			case SMTP_RCPT_DEFERRED:
+			default:
+				if (rest == NULL)
+					rest = entry_new(m, e->n);
+				if (rest == NULL) {
+					LOG(LOG_ERR, "qmgr: %s: out of memory",
+					    m->env->qid);
+					break;
+				}
+				rest->d = d;
+				rest->idx[rest->n++] = jr->idx;
+				break;
+			}
+		}
+		if (nsucc > 0)
+			send_report(q, m, succ, nsucc);
+		free(succ);
+		if (rest != NULL)
+			defer_entry(q, rest, true, j->host_failed ?
+				    d->backoff_until_ms : 0);
+		maybe_bounce(q, m);
+		entry_free(q, e);
+	}
+	job_free(j);
+}
+
+static unsigned drain_jobs(struct mta_qmgr *q)
+{
+	struct mta_job *jobs[32];
+	unsigned n, total = 0;
+
+	do {
+		n = rte_ring_sc_dequeue_burst(q->back, (void **)jobs, 32, NULL);
+		for (unsigned i = 0; i < n; i++)
+			job_finish(q, jobs[i]);
+		total += n;
+	} while (n == 32);
+	return total;
+}
+
+/* A destination whose hosts all failed a moment ago: its recipients
+ * wait for the back-off without an attempt being counted. */
+static void suspend_ready(struct mta_qmgr *q, struct dest *d)
+{
+	struct qentry *e;
+
+	while ((e = dest_pop(d)) != NULL) {
+		for (uint32_t i = 0; i < e->n; i++) {
+			struct qrcpt *r = &e->m->r[e->idx[i]];
+
+			snprintf(r->status, sizeof(r->status), "4.4.1");
+			snprintf(r->diag, sizeof(r->diag),
+				 "x-local; 451 4.4.1 delivery temporarily "
+				 "suspended: %s", d->why);
+		}
+		defer_entry(q, e, false, d->backoff_until_ms);
+	}
+}
+
+/* ---- local delivery ------------------------------------------------- */
+
+static void *local_main(void *arg)
+{
+	struct local *l = arg;
+
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		while (l->phase != 1 && !l->stop)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->stop)
+			break;
+		pthread_mutex_unlock(&l->mu);
+		mailbox_deliver(l->ms, l->items, l->n);
+		pthread_mutex_lock(&l->mu);
+		l->phase = 2;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+static int local_phase(struct local *l)
+{
+	int p;
+
+	pthread_mutex_lock(&l->mu);
+	p = l->phase;
+	pthread_mutex_unlock(&l->mu);
+	return p;
+}
+
+static unsigned local_dispatch(struct mta_qmgr *q)
+{
+	struct local *l = &q->loc;
+	struct dest *d = q->local_dest;
+	size_t n = 0;
+
+	if (d->nready == 0 || local_phase(l) != 0)
+		return 0;
+	while (d->head != NULL &&
+	       (n == 0 || n + d->head->n <= q->c.local_batch)) {
+		struct qentry *e = dest_pop(d);
+		struct envelope *env = e->m->env;
+
+		if (n + e->n > l->cap) {
+			size_t cap = (n + e->n) * 2;
+			void *a = realloc(l->items, cap * sizeof(*l->items));
+			if (a != NULL)
+				l->items = a;
+			void *b = realloc(l->ents, cap * sizeof(*l->ents));
+			if (b != NULL)
+				l->ents = b;
+			void *c = realloc(l->idx, cap * sizeof(*l->idx));
+			if (c != NULL)
+				l->idx = c;
+			if (a == NULL || b == NULL || c == NULL) {
+				dest_push(q, d, e);
+				break;
+			}
+			l->cap = cap;
+		}
+		for (uint32_t i = 0; i < e->n; i++) {
+			struct mailbox_item *it = &l->items[n];
+			uint32_t idx = e->idx[i];
+
+			memset(it, 0, sizeof(*it));
+			it->mailbox = e->m->r[idx].mailbox;
+			it->return_path = env->mail_from;
+			it->delivered_to = env->rcpt[idx].addr;
+			it->body = env->body;
+			it->body_len = env->body_len;
+			it->arrival_us = env->arrival_us;
+			l->ents[n] = i == 0 ? e : NULL; /* the entry, once */
+			l->idx[n] = idx;
+			n++;
+		}
+	}
+	if (n == 0)
+		return 0;
+	l->n = n;
+	CNT(q, local_batches);
+	pthread_mutex_lock(&l->mu);
+	l->phase = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	return 1;
+}
+
+static unsigned local_collect(struct mta_qmgr *q)
+{
+	struct local *l = &q->loc;
+	uint64_t now = wall_ms();
+	struct qentry *e = NULL, *rest = NULL;
+	struct mta_dsn_conf dc;
+
+	if (local_phase(l) != 2)
+		return 0;
+	dsn_conf(q, &dc);
+	for (size_t k = 0; k <= l->n; k++) {
+		if (k == l->n || l->ents[k] != NULL) {
+			/* the previous entry is complete */
+			if (e != NULL) {
+				struct qmsg *m = e->m;
+
+				if (rest != NULL)
+					defer_entry(q, rest, true, 0);
+				maybe_bounce(q, m);
+				entry_free(q, e);
+			}
+			if (k == l->n)
+				break;
+			e = l->ents[k];
+			rest = NULL;
+		}
+		struct qmsg *m = e->m;
+		uint32_t idx = l->idx[k];
+		struct qrcpt *r = &m->r[idx];
+		struct mailbox_item *it = &l->items[k];
+		uint64_t delay = msg_delay_ms(m, now);
+
+		snprintf(r->remote, sizeof(r->remote), "local");
+		r->last_us = now * 1000u;
+		if (it->status == 0) {
+			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
+			    "delay=%" PRIu64 ".%02" PRIu64 ", dsn=2.0.0, "
+			    "status=sent (delivered to maildir %s uid %u)",
+			    m->env->qid, it->delivered_to, delay / 1000u,
+			    (delay % 1000u) / 10u, it->mailbox, it->uid);
+			CNT(q, delivered_local);
+			rcpt_final(q, m, idx, SPOOL_RCPT_DELIVERED);
+			if (m->env->mail_from[0] != '\0' &&
+			    mta_dsn_wanted(&dc, &m->env->rcpt[idx],
+					   MTA_DSN_DELIVERED)) {
+				struct mta_dsn_rcpt o;
+				snprintf(r->status, sizeof(r->status), "2.0.0");
+				snprintf(r->diag, sizeof(r->diag),
+					 "x-local; 250 2.0.0 delivered to "
+					 "mailbox");
+				fill_outcome(m, idx, MTA_DSN_DELIVERED, &o);
+				send_report(q, m, &o, 1);
+			}
+			continue;
+		}
+		if (it->status == -EINVAL) {
+			snprintf(r->diag, sizeof(r->diag), "x-local; 550 5.3.0 "
+				 "cannot deliver to mailbox %s", it->mailbox);
+			rcpt_fail(q, m, idx, "5.3.0", r->diag, "local");
+		} else {
+			if (it->status == -EDQUOT) {
+				snprintf(r->status, sizeof(r->status), "4.2.2");
+				snprintf(r->diag, sizeof(r->diag),
+					 "x-local; 452 4.2.2 mailbox %s is "
+					 "over quota", it->mailbox);
+			} else {
+				snprintf(r->status, sizeof(r->status), "4.3.0");
+				snprintf(r->diag, sizeof(r->diag),
+					 "x-local; 451 4.3.0 mailbox %s: %s",
+					 it->mailbox, strerror(-it->status));
+			}
+			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
+			    "dsn=%s, status=deferred (%s)", m->env->qid,
+			    it->delivered_to, r->status, r->diag + 9);
+			if (rest == NULL)
+				rest = entry_new(m, e->n);
+			if (rest != NULL) {
+				rest->d = q->local_dest;
+				rest->idx[rest->n++] = idx;
+			}
+		}
+	}
+	pthread_mutex_lock(&l->mu);
+	l->phase = 0;
+	pthread_mutex_unlock(&l->mu);
+	return 1;
+}
+
+/* ---- the loop ------------------------------------------------------- */
+
+static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
+{
+	struct dest *list = q->work, *d;
+	unsigned n = 0;
+
+	q->work = NULL;
+	while ((d = list) != NULL) {
+		list = d->wnext;
+		d->on_work = false;
+		if (d->nready == 0)
+			continue;
+		if (d->local) {
+			n += local_dispatch(q);
+		} else if (d->backoff_until_ms > now) {
+			suspend_ready(q, d);
+			n++;
+		} else {
+			while (d->nready > 0 &&
+			       d->active < q->c.dest_concurrency) {
+				struct mta_job *j;
+
+				if (q->unsent != NULL)
+					break;
+				j = job_build(q, d, now);
+				if (j == NULL)
+					break;
+				d->active++;
+				__atomic_fetch_add(&q->st.jobs_active, 1,
+						   __ATOMIC_RELAXED);
+				CNT(q, jobs);
+				if (!job_send(q, j)) {
+					j->next = q->unsent;
+					q->unsent = j;
+				}
+				n++;
+			}
+		}
+		if (d->nready > 0 && !d->on_work) {
+			d->on_work = true;
+			d->wnext = q->work;
+			q->work = d;
+		}
+	}
+	return n;
+}
+
+static unsigned resend(struct mta_qmgr *q)
+{
+	unsigned n = 0;
+
+	while (q->unsent != NULL) {
+		struct mta_job *j = q->unsent;
+
+		if (!job_send(q, j))
+			break;
+		q->unsent = j->next;
+		n++;
+	}
+	return n;
+}
+
+static void *qmgr_main(void *arg)
+{
+	struct mta_qmgr *q = arg;
+	unsigned idle = 0;
+
+	while (!__atomic_load_n(&q->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t now = wall_ms();
+		unsigned did = 0;
+
+		did += drain_in(q);
+		did += drain_jobs(q);
+		did += local_collect(q);
+		did += drain_spool(q);
+		if (q->retry != NULL)
+			did += retry_reqs(q, now);
+		if (now >= q->next_scan_ms) {
+			did += scan_deferred(q, now);
+			q->next_scan_ms = now + SCAN_MS;
+		}
+		did += resend(q);
+		if (q->work != NULL && !q->c.hold)
+			did += dispatch(q, now);
+		if (did != 0) {
+			idle = 0;
+			continue;
+		}
+		/* back off when idle: two cores are shared with the workers */
+		if (++idle > 64) {
+			struct timespec ts = { 0, idle > 256 ? 1000000 : 100000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
+/* ---- entry points from workers ------------------------------------- */
+
+int mta_qmgr_submit(struct mta_qmgr *q, unsigned worker, struct envelope *env)
+{
+	(void)worker;
+	return rte_ring_mp_enqueue(q->in, env) == 0 ? 0 : -ENOBUFS;
+}
+
+unsigned mta_qmgr_worker_jobs(struct mta_qmgr *q, unsigned worker,
+			      struct mta_job **out, unsigned max)
+{
+	return rte_ring_sc_dequeue_burst(q->to_worker[worker], (void **)out,
+					 max, NULL);
+}
+
+void mta_qmgr_job_done(struct mta_qmgr *q, struct mta_job *j)
+{
+	/* the ring holds every job there can be (JOB_RING per worker);
+	 * spin only if it is momentarily full */
+	while (rte_ring_mp_enqueue(q->back, j) != 0)
+		;
+}
+
+void mta_qmgr_get_stats(const struct mta_qmgr *q, struct mta_qmgr_stats *s)
+{
+#define X(n) s->n = __atomic_load_n(&q->st.n, __ATOMIC_RELAXED);
+	MTA_QMGR_COUNTERS(X)
+#undef X
+	s->msgs_live = __atomic_load_n(&q->st.msgs_live, __ATOMIC_RELAXED);
+	s->rcpts_deferred_now =
+		__atomic_load_n(&q->st.rcpts_deferred_now, __ATOMIC_RELAXED);
+	s->dests = __atomic_load_n(&q->st.dests, __ATOMIC_RELAXED);
+	s->jobs_active = __atomic_load_n(&q->st.jobs_active, __ATOMIC_RELAXED);
+}
+
+/* ---- start-up: the live queue back from the spool ------------------- */
+
+struct rec {
+	char qid[ENV_QID_LEN + 1];
+	uint32_t nrcpt;
+	uint8_t *state;
+	uint64_t *next_try_s;
+	bool found;
+};
+
+struct recov {
+	struct mta_qmgr *q;
+	struct rec *v;
+	size_t n, cap;
+	size_t *tab;     /* open addressing: index + 1, 0 = empty */
+	size_t tabn;
+	struct mta_qmgr_recovery *rep;
+	int err;
+};
+
+static int live_cb(void *arg, const char *qid, uint32_t nrcpt,
+		   const uint8_t *state, const uint64_t *next_try_s)
+{
+	struct recov *rc = arg;
+	struct rec *r;
+
+	if (rc->n == rc->cap) {
+		size_t cap = rc->cap ? rc->cap * 2 : 256;
+		struct rec *v = realloc(rc->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		rc->v = v;
+		rc->cap = cap;
+	}
+	r = &rc->v[rc->n];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->qid, sizeof(r->qid), "%s", qid);
+	r->nrcpt = nrcpt;
+	r->state = malloc(nrcpt ? nrcpt : 1);
+	r->next_try_s = malloc((nrcpt ? nrcpt : 1) * sizeof(uint64_t));
+	if (r->state == NULL || r->next_try_s == NULL) {
+		free(r->state);
+		free(r->next_try_s);
+		return -ENOMEM;
+	}
+	memcpy(r->state, state, nrcpt);
+	memcpy(r->next_try_s, next_try_s, nrcpt * sizeof(uint64_t));
+	rc->n++;
+	return 0;
+}
+
+static struct rec *rec_find(struct recov *rc, const char *qid)
+{
+	size_t h = key_hash(qid) % rc->tabn;
+
+	while (rc->tab[h] != 0) {
+		struct rec *r = &rc->v[rc->tab[h] - 1];
+
+		if (strcmp(r->qid, qid) == 0)
+			return r;
+		h = (h + 1) % rc->tabn;
+	}
+	return NULL;
+}
+
+static int scan_cb(void *arg, const struct spool_scan_rec *sr)
+{
+	struct recov *rc = arg;
+	struct rec *r;
+	struct envelope *env;
+
+	if (sr->bad || sr->type != SPOOL_REQ_MSG || sr->env == NULL)
+		return 0;
+	r = rec_find(rc, sr->env->qid);
+	if (r == NULL || r->found || r->nrcpt != sr->env->nrcpt)
+		return 0;
+	env = envelope_dup(sr->env);
+	if (env == NULL)
+		return -ENOMEM;
+	r->found = true;
+	rc->rep->messages++;
+	for (uint32_t i = 0; i < r->nrcpt; i++) {
+		if (r->state[i] == SPOOL_RCPT_PENDING)
+			rc->rep->rcpts_pending++;
+		else if (r->state[i] == SPOOL_RCPT_DEFERRED)
+			rc->rep->rcpts_deferred++;
+	}
+	admit(rc->q, env, r->state, r->next_try_s);
+	return 0;
+}
+
+static int recover(struct mta_qmgr *q, struct mta_qmgr_recovery *rep)
+{
+	struct recov rc = { .q = q, .rep = rep };
+	int err;
+
+	err = spool_live_foreach(q->sp, live_cb, &rc);
+	if (err == 0 && rc.n > 0) {
+		rc.tabn = rc.n * 2 + 1;
+		rc.tab = calloc(rc.tabn, sizeof(*rc.tab));
+		if (rc.tab == NULL) {
+			err = -ENOMEM;
+		} else {
+			for (size_t i = 0; i < rc.n; i++) {
+				size_t h = key_hash(rc.v[i].qid) % rc.tabn;
+				while (rc.tab[h] != 0)
+					h = (h + 1) % rc.tabn;
+				rc.tab[h] = i + 1;
+			}
+			err = spool_scan(q->c.spool_dir, scan_cb, &rc);
+		}
+	}
+	for (size_t i = 0; i < rc.n; i++) {
+		if (!rc.v[i].found && err == 0) {
+			rep->unreadable++;
+			LOG(LOG_ERR, "qmgr: %s: live in the spool index but its "
+			    "message record was not found", rc.v[i].qid);
+		}
+		free(rc.v[i].state);
+		free(rc.v[i].next_try_s);
+	}
+	free(rc.v);
+	free(rc.tab);
+	return err;
+}
+
+/* ---- life ----------------------------------------------------------- */
+
+int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
+		 const struct mta_route *route, struct spool *sp,
+		 unsigned nworkers, struct mta_qmgr_recovery *rep, char *err,
+		 size_t errlen)
+{
+	struct mta_qmgr_recovery dummy;
+	struct mta_qmgr *q = calloc(1, sizeof(*q));
+	char name[32];
+	int rc;
+
+	if (rep == NULL)
+		rep = &dummy;
+	memset(rep, 0, sizeof(*rep));
+	*out = NULL;
+	if (q == NULL || nworkers == 0) {
+		free(q);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	q->c = *c;
+	if (q->c.dest_concurrency == 0)
+		q->c.dest_concurrency = 1;
+	if (q->c.local_batch == 0)
+		q->c.local_batch = 1;
+	q->route = route;
+	q->sp = sp;
+	q->nworkers = nworkers;
+	q->me = nworkers;
+	q->in = spool_ring_new("qmgr_in", IN_RING);
+	q->back = spool_ring_new("qmgr_back", JOB_RING * 4);
+	q->to_worker = calloc(nworkers, sizeof(*q->to_worker));
+	if (q->in == NULL || q->back == NULL || q->to_worker == NULL)
+		goto nomem;
+	for (unsigned w = 0; w < nworkers; w++) {
+		snprintf(name, sizeof(name), "qmgr_w%u", w);
+		q->to_worker[w] = spool_ring_new(name, JOB_RING);
+		if (q->to_worker[w] == NULL)
+			goto nomem;
+	}
+	q->local_dest = dest_get(q, "local", NULL, true);
+	if (q->local_dest == NULL)
+		goto nomem;
+	pthread_mutex_init(&q->loc.mu, NULL);
+	pthread_cond_init(&q->loc.cv, NULL);
+	rc = mailbox_open(&q->loc.ms, &c->mailbox, err, errlen);
+	if (rc != 0) {
+		mta_qmgr_free(q);
+		return rc;
+	}
+	rc = recover(q, rep);
+	if (rc != 0) {
+		snprintf(err, errlen, "reading the queue back from %s: %s",
+			 c->spool_dir, strerror(-rc));
+		mta_qmgr_free(q);
+		return rc;
+	}
+	rc = pthread_create(&q->loc.th, NULL, local_main, &q->loc);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the delivery thread: %s",
+			 strerror(rc));
+		mta_qmgr_free(q);
+		return -rc;
+	}
+	q->loc.started = true;
+	rc = pthread_create(&q->th, NULL, qmgr_main, q);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the queue manager: %s",
+			 strerror(rc));
+		mta_qmgr_free(q);
+		return -rc;
+	}
+	q->started = true;
+	pthread_setname_np(q->th, "dpmail-qmgr");
+	pthread_setname_np(q->loc.th, "dpmail-local");
+	*out = q;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	mta_qmgr_free(q);
+	return -ENOMEM;
+}
+
+void mta_qmgr_free(struct mta_qmgr *q)
+{
+	if (q == NULL)
+		return;
+	if (q->started) {
+		__atomic_store_n(&q->stop, true, __ATOMIC_RELEASE);
+		pthread_join(q->th, NULL);
+	}
+	if (q->loc.started) {
+		/* a batch in flight finishes; its results are recorded */
+		while (local_phase(&q->loc) == 1) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		local_collect(q);
+		pthread_mutex_lock(&q->loc.mu);
+		q->loc.stop = true;
+		pthread_cond_signal(&q->loc.cv);
+		pthread_mutex_unlock(&q->loc.mu);
+		pthread_join(q->loc.th, NULL);
+	}
+	if (q->started || q->reqs_out > 0 || q->retry != NULL) {
+		/* jobs given back by stopped workers, then our own spool
+		 * requests: wait for them (bounded) so nothing points at a
+		 * freed message */
+		uint64_t deadline = wall_ms() + 10000;
+
+		drain_jobs(q);
+		while ((q->reqs_out > 0 || q->retry != NULL) &&
+		       wall_ms() < deadline) {
+			drain_spool(q);
+			if (q->retry != NULL)
+				retry_reqs(q, UINT64_MAX);
+			if (q->reqs_out > 0) {
+				struct timespec ts = { 0, 1000000 };
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (q->reqs_out > 0)
+			LOG(LOG_WARNING, "qmgr: %" PRIu64 " spool requests "
+			    "unanswered at exit", q->reqs_out);
+	}
+	/* what is queued stays in the spool for the next start */
+	if (q->in != NULL) {
+		struct envelope *env;
+		while (rte_ring_sc_dequeue(q->in, (void **)&env) == 0)
+			envelope_free(env);
+	}
+	while (q->unsent != NULL) {
+		struct mta_job *j = q->unsent;
+		q->unsent = j->next;
+		job_free(j);
+	}
+	for (struct qentry *e = q->deferred, *n; e != NULL; e = n) {
+		n = e->next;
+		free(e);
+	}
+	for (unsigned b = 0; b < DEST_BUCKETS; b++) {
+		for (struct dest *d = q->buckets[b], *n; d != NULL; d = n) {
+			n = d->hnext;
+			for (struct qentry *e = d->head, *en; e != NULL; e = en) {
+				en = e->next;
+				free(e);
+			}
+			free(d);
+		}
+	}
+	while (q->live != NULL) {
+		q->live->refs = 0;
+		qmsg_free(q, q->live);
+	}
+	if (q->reqs_out == 0) {
+		while (q->retry != NULL) {
+			struct qreq *x = q->retry;
+			q->retry = x->next;
+			if (x->kind != QR_STATE)
+				envelope_free(x->dsn);
+			free(x->idx);
+			free(x);
+		}
+	}
+	if (q->loc.ms != NULL)
+		mailbox_close(q->loc.ms);
+	if (q->local_dest != NULL) { /* the mutex was made just after it */
+		pthread_mutex_destroy(&q->loc.mu);
+		pthread_cond_destroy(&q->loc.cv);
+	}
+	free(q->loc.items);
+	free(q->loc.ents);
+	free(q->loc.idx);
+	if (q->to_worker != NULL)
+		for (unsigned w = 0; w < q->nworkers; w++)
+			free(q->to_worker[w]);
+	free(q->to_worker);
+	free(q->in);
+	free(q->back);
+	free(q);
+}

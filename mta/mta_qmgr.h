@@ -1,0 +1,105 @@
+/*
+ * mta_qmgr.h: the queue manager. Every accepted message comes here after
+ * its 250; every recipient leaves as delivered, bounced (with a DSN to
+ * the sender) or, while it keeps failing temporarily, deferred with a
+ * retry time written to the spool.
+ *
+ * Owns: one thread (the queue manager; ordinary pthread, never a worker),
+ * the live messages (envelope and body in memory, per-recipient state),
+ * the per-destination queues with their concurrency, connection reuse,
+ * rate and back-off, the retry schedule, bounce generation, and the local
+ * delivery thread (store/mailbox.h: Maildir writes and their fsyncs
+ * happen there, never on a worker or on the queue manager's thread).
+ *
+ * Talks to the others only through rings:
+ *   workers  -> qmgr: accepted envelopes (mta_qmgr_submit; ownership
+ *                     passes), finished jobs (mta_qmgr_job_done)
+ *   qmgr -> workers:  outbound jobs (mta_qmgr_worker_jobs), round robin;
+ *                     the worker runs them with mta_out
+ *   qmgr <-> spool:   state records and bounce messages on the spool's
+ *                     completion ring number nworkers (spool_open must
+ *                     have been given nworkers + 1 rings)
+ * Durability: a recipient is marked delivered in the spool only after the
+ * next hop said 250 or the mailbox write was fsynced; a bounce message is
+ * durable in the spool before its recipients are marked bounced. A crash
+ * in between delivers again (at least once), never loses.
+ *
+ * Start-up: mta_qmgr_new runs on the main thread right after spool_open
+ * and before any spool_submit: it reads the live messages back
+ * (spool_live_foreach + spool_scan) and schedules them.
+ */
+#ifndef DPMAIL_MTA_MTA_QMGR_H
+#define DPMAIL_MTA_MTA_QMGR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/envelope.h"
+#include "mta/mta_job.h"
+#include "mta/mta_retry.h"
+#include "store/mailbox.h"
+
+struct mta_qmgr;
+struct mta_route;
+struct spool;
+
+struct mta_qmgr_conf {
+	char hostname[256];          /* Reporting-MTA, MAILER-DAEMON@ */
+	char double_bounce_to[320];  /* "" = drop double bounces */
+	char spool_dir[4096];        /* for reading messages back at start */
+	uint32_t dest_concurrency;   /* jobs (connections) per destination */
+	uint32_t dest_msgs_per_conn; /* messages per job */
+	uint32_t dest_rate;          /* messages/s per destination, 0 = any */
+	uint32_t dest_backoff_s;     /* first back-off of a failing destination */
+	uint32_t delay_warning_s;    /* DELAY DSN after this long, 0 = never */
+	uint32_t max_received;       /* mail loop: more Received: bounce 5.4.6 */
+	uint32_t local_batch;        /* recipients per mailbox batch */
+	/* Accept and keep, deliver nothing (maintenance; tests of the
+	 * accept path that need every message to stay in the spool). */
+	bool hold;
+	struct mta_retry_conf retry;
+	struct mailbox_conf mailbox;
+};
+void mta_qmgr_conf_defaults(struct mta_qmgr_conf *c);
+
+struct mta_qmgr_recovery {
+	uint64_t messages, rcpts_pending, rcpts_deferred;
+	uint64_t unreadable;         /* live in the index, not found whole */
+};
+
+/* Reads the live queue back and starts the threads. 0 or a negative
+ * errno, with the reason in err. route and sp must outlive it. */
+int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
+		 const struct mta_route *route, struct spool *sp,
+		 unsigned nworkers, struct mta_qmgr_recovery *rep, char *err,
+		 size_t errlen);
+/* Stops the thread. Call after the workers stopped and gave back every
+ * job (mta_out_stop); what is still queued stays in the spool for the
+ * next start. Frees everything. */
+void mta_qmgr_free(struct mta_qmgr *q);
+
+/* Worker w: an accepted message, after its 250. Ownership passes on 0;
+ * -ENOBUFS: the ring is full, keep it and try again later. */
+int mta_qmgr_submit(struct mta_qmgr *q, unsigned worker,
+		    struct envelope *env);
+/* Worker w: jobs for it (at most max). */
+unsigned mta_qmgr_worker_jobs(struct mta_qmgr *q, unsigned worker,
+			      struct mta_job **out, unsigned max);
+/* Any worker: a job is finished (mta_out's done callback). */
+void mta_qmgr_job_done(struct mta_qmgr *q, struct mta_job *j);
+
+#define MTA_QMGR_COUNTERS(X) \
+	X(received) X(delivered_local) X(delivered_remote) X(deferred) \
+	X(bounced) X(expired) X(dsn_sent) X(jobs) X(local_batches) \
+	X(loops) X(state_records) X(spool_retries)
+
+struct mta_qmgr_stats {
+#define X(n) uint64_t n;
+	MTA_QMGR_COUNTERS(X)
+#undef X
+	uint64_t msgs_live, rcpts_deferred_now, dests, jobs_active;
+};
+/* Any thread; figures are relaxed reads. */
+void mta_qmgr_get_stats(const struct mta_qmgr *q, struct mta_qmgr_stats *s);
+
+#endif
