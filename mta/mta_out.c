@@ -325,7 +325,8 @@ static void conn_pump(struct conn *c)
 
 	while (c->cl && c->tc && !c->dead && c->out_len == 0 &&
 	       smtp_client_stage(c->cl) == SMTP_CLIENT_DATA_BLOCK) {
-		if (tcp_send_space(c->tc) == 0) {
+		/* a block waits for real room, not a few bytes */
+		if (tcp_send_space(c->tc) < tcp_send_lowat(c->tc)) {
 			tcp_want_writable(c->tc);
 			break;
 		}
