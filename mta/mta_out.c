@@ -5,10 +5,8 @@
  *   dlv   one job being delivered: its addresses, which recipients are
  *         still to do, the message in flight. Freed when the job is
  *         handed back.
- *   conn  one outbound TCP connection and its SMTP client engine;
- *         attached to a dlv, idle in the cache, or quitting. Freed (reaped)
- *         at the start of the next poll or tick once its TCP handle is
- *         gone, never inside a callback of the stack or the engine.
+ *   conn  one outbound TCP connection and its SMTP client engine
+ *         (mta_out_conn.c).
  *   the kick list: deliveries that have a next step to take (DNS answer
  *         in, a connection failed); processed from poll and tick, so that
  *         no step runs inside a callback of the stack or of mta_dns.
@@ -23,103 +21,19 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "mta/mta_out_int.h"
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
 #include "tcpstack/udp.h"
 
-#define ADDRS_MAX 32          /* addresses tried per job */
-#define QUIT_WAIT_MS 10000    /* for the reply to QUIT (the engine: 5 min) */
-#define KEY_MAX (MTA_HOST_MAX + 16)
-#define NOMEM_MAX 64
+/* ---- helpers --------------------------------------------------------- */
 
-struct dlv;
-
-struct conn {
-	struct mta_out *o;
-	struct conn *next, *prev;       /* o->conns: every live conn */
-	struct conn *inext, *iprev;     /* o->idle: LRU, oldest first */
-	struct tcp_conn *tc;            /* NULL once closed or aborted */
-	struct smtp_client *cl;
-	struct dlv *d;                  /* NULL when idle or quitting */
-	uint8_t *out;
-	size_t out_len, out_cap;
-	uint64_t deadline;              /* connect or engine timer, 0: none */
-	uint64_t idle_until;
-	uint32_t ip;
-	uint16_t port;
-	bool connecting, idle, quitting, dead, reaping;
-	char key[KEY_MAX];
-	char relay[MTA_HOST_MAX + 32];  /* "name[a.b.c.d]:port" */
-};
-
-enum dlv_state {
-	D_WAITING = 0,   /* in the FIFO */
-	D_RESOLVE,       /* to resolve (kicked) */
-	D_DNS,           /* a lookup in flight */
-	D_NEXT_ADDR,     /* to connect to the next address (kicked) */
-	D_CONN,          /* a connection is attached */
-	D_RESOLVE_BUSY,  /* mta_dns had no lookup slot: again at a tick */
-	D_FINISH,        /* to finish (kicked) */
-	D_DONE,          /* on the done list */
-};
-
-struct dlv_addr {
-	uint32_t ip;
-	char name[MTA_DNS_NAME_MAX + 1];
-};
-
-struct dlv {
-	struct mta_out *o;
-	struct mta_job *j;
-	struct dlv *next, *prev;        /* o->active */
-	struct dlv *qnext;              /* o->waiting, o->done */
-	struct dlv *knext;              /* o->kick */
-	enum dlv_state state;
-	bool kicked, reused, any_reply;
-	struct conn *c;
-	unsigned n_addrs, next_addr;
-	struct dlv_addr *addrs;         /* [ADDRS_MAX] */
-	uint32_t *off;                  /* [nmsg]: first of msg i in pend */
-	uint8_t *pend;                  /* [sum nrcpt]: 1 still to do */
-	uint32_t *idx, *map;            /* [max nrcpt]: scratch for send */
-	uint32_t next_msg, inflight, inflight_n;
-	char key[KEY_MAX];
-};
-
-struct mta_out {
-	struct stack *st;
-	unsigned worker;
-	struct mta_out_conf conf;
-	char *helo;
-	mta_out_done_fn done;
-	void *user;
-	struct mta_dns *dns;
-	int udp_port[MTA_DNS_RESOLVERS_MAX];
-	uint64_t now;
-	struct conn *conns;
-	struct conn *idle_head, *idle_tail;
-	uint32_t n_idle;
-	struct dlv *active;
-	uint32_t n_active;
-	struct dlv *wait_head, *wait_tail;
-	struct dlv *done_head, *done_tail;
-	struct dlv *kick;
-	/* jobs that got no dlv (out of memory), handed back by poll */
-	struct mta_job *nomem[NOMEM_MAX];
-	unsigned n_nomem;
-	bool stopped;
-	struct mta_out_stats st_;
-};
-
-static const struct tcp_callbacks conn_cb;
-static const struct smtp_client_ops client_ops;
-
-static uint64_t now_ms(const struct mta_out *o)
+uint64_t mo_now_ms(const struct mta_out *o)
 {
 	return o->st->now_ms > o->now ? o->st->now_ms : o->now;
 }
 
-static void ip_str(uint32_t ip, char *buf, size_t len)
+void mo_ip_str(uint32_t ip, char *buf, size_t len)
 {
 	struct in_addr a = { .s_addr = ip };
 
@@ -128,9 +42,7 @@ static void ip_str(uint32_t ip, char *buf, size_t len)
 }
 
 /* snprintf that cuts silently: log and reply texts are bounded. */
-static void strfmt(char *dst, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void strfmt(char *dst, size_t len, const char *fmt, ...)
+void mo_strfmt(char *dst, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -140,9 +52,7 @@ static void strfmt(char *dst, size_t len, const char *fmt, ...)
 }
 
 /* Appends "; text" (or text) to job->why, cut at its size. */
-static void why_add(struct mta_job *j, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void why_add(struct mta_job *j, const char *fmt, ...)
+void mo_why_add(struct mta_job *j, const char *fmt, ...)
 {
 	size_t n = strlen(j->why);
 	va_list ap;
@@ -158,13 +68,13 @@ static void why_add(struct mta_job *j, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void set_reply(struct smtp_client_reply *r, uint16_t code,
+void mo_set_reply(struct smtp_client_reply *r, uint16_t code,
 		      const char *enh, const char *text)
 {
 	memset(r, 0, sizeof(*r));
 	r->code = code;
-	strfmt(r->enh, sizeof(r->enh), "%s", enh);
-	strfmt(r->text, sizeof(r->text), "%s", text);
+	mo_strfmt(r->enh, sizeof(r->enh), "%s", enh);
+	mo_strfmt(r->text, sizeof(r->text), "%s", text);
 	r->stage = SMTP_CLIENT_CLOSED;
 	r->local = true;
 }
@@ -181,7 +91,7 @@ static const char *status_str(enum smtp_client_status s)
 	}
 }
 
-static void log_rcpt(const struct mta_job_msg *m, const struct mta_job_rcpt *r,
+void mo_log_rcpt(const struct mta_job_msg *m, const struct mta_job_rcpt *r,
 		     const char *relay)
 {
 	const char *addr = "?";
@@ -220,168 +130,11 @@ static void unkick(struct dlv *d)
 	d->kicked = false;
 }
 
-/* ---- connections ----------------------------------------------------- */
-
-static void idle_unlink(struct conn *c)
-{
-	struct mta_out *o = c->o;
-
-	if (!c->idle)
-		return;
-	if (c->iprev)
-		c->iprev->inext = c->inext;
-	else
-		o->idle_head = c->inext;
-	if (c->inext)
-		c->inext->iprev = c->iprev;
-	else
-		o->idle_tail = c->iprev;
-	c->inext = c->iprev = NULL;
-	c->idle = false;
-	o->n_idle--;
-}
-
-static void idle_push(struct conn *c)
-{
-	struct mta_out *o = c->o;
-
-	c->idle = true;
-	c->iprev = o->idle_tail;
-	c->inext = NULL;
-	if (o->idle_tail)
-		o->idle_tail->inext = c;
-	else
-		o->idle_head = c;
-	o->idle_tail = c;
-	o->n_idle++;
-}
-
-/* Marks a conn whose TCP handle is gone; freed by reap(). */
-static void conn_dead(struct conn *c)
-{
-	idle_unlink(c);
-	if (c->d && c->d->c == c)
-		c->d->c = NULL;
-	c->d = NULL;
-	c->dead = true;
-}
-
-static void conn_free(struct conn *c)
-{
-	struct mta_out *o = c->o;
-
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		o->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	o->st_.conns_live--;
-	smtp_client_free(c->cl);
-	free(c->out);
-	free(c);
-}
-
-static void reap(struct mta_out *o)
-{
-	struct conn *c = o->conns, *n;
-
-	for (; c != NULL; c = n) {
-		n = c->next;
-		if (c->dead && c->tc == NULL)
-			conn_free(c);
-	}
-}
-
-static void conn_abort(struct conn *c)
-{
-	if (c->tc) {
-		tcp_abort(c->tc);
-		c->tc = NULL;
-	}
-	conn_dead(c);
-}
-
-static void flush_out(struct conn *c)
-{
-	ssize_t n;
-
-	if (c->tc == NULL || c->out_len == 0)
-		return;
-	n = tcp_send(c->tc, c->out, c->out_len);
-	if (n > 0) {
-		memmove(c->out, c->out + n, c->out_len - (size_t)n);
-		c->out_len -= (size_t)n;
-	} else if (n < 0) {
-		c->out_len = 0;
-	}
-}
-
-/* After every call into the engine: the next data block while the send
- * buffer has room, and the engine's timer. */
-static void conn_pump(struct conn *c)
-{
-	uint32_t ms;
-
-	while (c->cl && c->tc && !c->dead && c->out_len == 0 &&
-	       smtp_client_stage(c->cl) == SMTP_CLIENT_DATA_BLOCK) {
-		/* a block waits for real room, not a few bytes */
-		if (tcp_send_space(c->tc) < tcp_send_lowat(c->tc)) {
-			tcp_want_writable(c->tc);
-			break;
-		}
-		smtp_client_drained(c->cl);
-	}
-	if (c->dead || c->cl == NULL) {
-		c->deadline = 0;
-		return;
-	}
-	ms = smtp_client_timeout_ms(c->cl);
-	/* a job waits on a refused greeting's QUIT: not for minutes */
-	if ((c->quitting || smtp_client_stage(c->cl) == SMTP_CLIENT_QUIT) &&
-	    (ms == 0 || ms > QUIT_WAIT_MS))
-		ms = QUIT_WAIT_MS;
-	c->deadline = ms ? now_ms(c->o) + ms : 0;
-}
-
-static struct conn *conn_new(struct mta_out *o, const char *name,
-			     uint32_t ip, uint16_t port, const char *key)
-{
-	struct smtp_client_conf cc = {
-		.helo_name = o->helo,
-		.data_block = o->conf.data_block,
-	};
-	struct conn *c = calloc(1, sizeof(*c));
-	char a[INET_ADDRSTRLEN];
-
-	if (c == NULL)
-		return NULL;
-	c->o = o;
-	c->cl = smtp_client_new(&cc, &client_ops, c);
-	if (c->cl == NULL) {
-		free(c);
-		return NULL;
-	}
-	c->ip = ip;
-	c->port = port;
-	strfmt(c->key, sizeof(c->key), "%s", key);
-	ip_str(ip, a, sizeof(a));
-	strfmt(c->relay, sizeof(c->relay), "%s[%s]:%u", name, a,
-		 (unsigned)port);
-	c->next = o->conns;
-	if (o->conns)
-		o->conns->prev = c;
-	o->conns = c;
-	o->st_.conns_live++;
-	return c;
-}
-
 /* ---- deliveries ------------------------------------------------------ */
 
 static void dlv_finish(struct dlv *d);
-static void dlv_send_next(struct dlv *d);
 
-static bool dlv_pending(const struct dlv *d)
+bool mo_dlv_pending(const struct dlv *d)
 {
 	const struct mta_job *j = d->j;
 
@@ -409,10 +162,10 @@ static void dlv_fail_all(struct dlv *d, enum smtp_client_status st,
 			if (force || m->rcpt[k].reply.code == 0 ||
 			    st != SMTP_RCPT_DEFERRED) {
 				m->rcpt[k].status = st;
-				set_reply(&m->rcpt[k].reply, code, enh, text);
+				mo_set_reply(&m->rcpt[k].reply, code, enh, text);
 			}
 			d->pend[d->off[i] + k] = 0;
-			log_rcpt(m, &m->rcpt[k], "none");
+			mo_log_rcpt(m, &m->rcpt[k], "none");
 		}
 	}
 }
@@ -458,12 +211,12 @@ static void dlv_finish(struct dlv *d)
 		d->c->d = NULL;
 		d->c = NULL;
 	}
-	if (dlv_pending(d)) {
+	if (mo_dlv_pending(d)) {
 		char text[SMTP_CLIENT_TEXT_MAX];
 
 		if (!d->any_reply)
 			j->host_failed = true;
-		strfmt(text, sizeof(text), "%s",
+		mo_strfmt(text, sizeof(text), "%s",
 			 j->why[0] ? j->why : "no host could be reached");
 		dlv_fail_all(d, SMTP_RCPT_DEFERRED, 451, "4.4.1", text, false);
 	}
@@ -495,9 +248,9 @@ static void dlv_free(struct dlv *d)
 	free(d);
 }
 
-static void dlv_set_remote(struct dlv *d, const struct conn *c)
+void mo_dlv_set_remote(struct dlv *d, const struct conn *c)
 {
-	strfmt(d->j->remote_mta, sizeof(d->j->remote_mta), "%s", c->relay);
+	mo_strfmt(d->j->remote_mta, sizeof(d->j->remote_mta), "%s", c->relay);
 	d->j->remote_ip = c->ip;
 }
 
@@ -506,7 +259,7 @@ static void dlv_connect_next(struct dlv *d)
 {
 	struct mta_out *o = d->o;
 
-	if (!dlv_pending(d)) {
+	if (!mo_dlv_pending(d)) {
 		dlv_finish(d);
 		return;
 	}
@@ -520,16 +273,16 @@ static void dlv_connect_next(struct dlv *d)
 		if (o->st_.conns_live >= o->conf.max_conns && o->idle_head) {
 			struct conn *old = o->idle_head;
 
-			idle_unlink(old);
+			mo_idle_unlink(old);
 			old->quitting = true;
 			if (smtp_client_quit(old->cl) == 0)
-				conn_pump(old);
+				mo_conn_pump(old);
 			else
-				conn_abort(old);
+				mo_conn_abort(old);
 		}
-		c = conn_new(o, a->name, a->ip, d->j->nh.port, d->key);
+		c = mo_conn_new(o, a->name, a->ip, d->j->nh.port, d->key);
 		if (c == NULL) {
-			why_add(d->j, "%s: out of memory", a->name);
+			mo_why_add(d->j, "%s: out of memory", a->name);
 			continue;
 		}
 		c->connecting = true;
@@ -537,21 +290,21 @@ static void dlv_connect_next(struct dlv *d)
 		d->c = c;
 		d->state = D_CONN;
 		o->st_.connects++;
-		rc = tcp_connect(o->st, a->ip, d->j->nh.port, &conn_cb, c,
+		rc = tcp_connect(o->st, a->ip, d->j->nh.port, &mo_conn_cb, c,
 				 &c->tc);
 		if (rc == 0) {
 			if (c->dead) /* on_closed came inside tcp_connect */
 				c->tc = NULL;
 			else
-				c->deadline = now_ms(o) +
+				c->deadline = mo_now_ms(o) +
 					      o->conf.connect_timeout_ms;
 			return;
 		}
 		c->tc = NULL;
 		o->st_.connect_failures++;
-		why_add(d->j, "connect to %s: %s", c->relay,
+		mo_why_add(d->j, "connect to %s: %s", c->relay,
 			rc == -EADDRNOTAVAIL ? "no local port" : strerror(-rc));
-		conn_dead(c);
+		mo_conn_dead(c);
 	}
 	dlv_finish(d);
 }
@@ -572,7 +325,7 @@ static void dns_done(void *user, const struct mta_dns_result *r)
 				struct dlv_addr *a = &d->addrs[d->n_addrs++];
 
 				a->ip = r->hosts[h].addrs[i];
-				strfmt(a->name, sizeof(a->name), "%s",
+				mo_strfmt(a->name, sizeof(a->name), "%s",
 					 r->hosts[h].name);
 			}
 		kick(d, D_NEXT_ADDR);
@@ -580,24 +333,24 @@ static void dns_done(void *user, const struct mta_dns_result *r)
 	case MTA_DNS_TEMP:
 		d->o->st_.dns_failures++;
 		j->host_failed = true;
-		why_add(j, "%s", r->reason[0] ? r->reason : "DNS failure");
-		strfmt(text, sizeof(text), "DNS lookup of %s failed: %s",
+		mo_why_add(j, "%s", r->reason[0] ? r->reason : "DNS failure");
+		mo_strfmt(text, sizeof(text), "DNS lookup of %s failed: %s",
 			 j->nh.host, r->reason);
 		dlv_fail_all(d, SMTP_RCPT_DEFERRED, 451, "4.4.3", text, true);
 		break;
 	case MTA_DNS_PERM:
 		d->o->st_.dns_failures++;
 		j->perm_failed = true;
-		why_add(j, "%s", r->reason[0] ? r->reason : "not found");
-		strfmt(text, sizeof(text), "domain not found: %s",
+		mo_why_add(j, "%s", r->reason[0] ? r->reason : "not found");
+		mo_strfmt(text, sizeof(text), "domain not found: %s",
 			 r->reason[0] ? r->reason : j->nh.host);
 		dlv_fail_all(d, SMTP_RCPT_BOUNCED, 550, "5.1.2", text, true);
 		break;
 	case MTA_DNS_NULL_MX:
 		d->o->st_.dns_failures++;
 		j->perm_failed = true;
-		why_add(j, "%s: null MX", j->nh.host);
-		strfmt(text, sizeof(text),
+		mo_why_add(j, "%s: null MX", j->nh.host);
+		mo_strfmt(text, sizeof(text),
 			 "Domain %s does not accept mail (null MX)",
 			 j->nh.host);
 		dlv_fail_all(d, SMTP_RCPT_BOUNCED, 556, "5.1.10", text, true);
@@ -619,14 +372,14 @@ static void dlv_resolve(struct dlv *d)
 	if (j->nh.kind == MTA_NH_IP) {
 		if (inet_pton(AF_INET, j->nh.host, &a) != 1) {
 			j->host_failed = true;
-			why_add(j, "bad next-hop address %s", j->nh.host);
+			mo_why_add(j, "bad next-hop address %s", j->nh.host);
 			dlv_fail_all(d, SMTP_RCPT_DEFERRED, 451, "4.3.5",
 				     "bad next-hop address", true);
 			dlv_finish(d);
 			return;
 		}
 		d->addrs[0].ip = a.s_addr;
-		strfmt(d->addrs[0].name, sizeof(d->addrs[0].name), "%s",
+		mo_strfmt(d->addrs[0].name, sizeof(d->addrs[0].name), "%s",
 			 j->nh.host);
 		d->n_addrs = 1;
 		d->next_addr = 0;
@@ -635,17 +388,17 @@ static void dlv_resolve(struct dlv *d)
 	}
 	if (o->dns == NULL) {
 		j->host_failed = true;
-		why_add(j, "no DNS resolver configured");
+		mo_why_add(j, "no DNS resolver configured");
 		dlv_fail_all(d, SMTP_RCPT_DEFERRED, 451, "4.3.5",
 			     "no DNS resolver configured", true);
 		dlv_finish(d);
 		return;
 	}
 	if (j->nh.kind == MTA_NH_HOST)
-		rc = mta_dns_resolve_a(o->dns, j->nh.host, now_ms(o), dns_done,
+		rc = mta_dns_resolve_a(o->dns, j->nh.host, mo_now_ms(o), dns_done,
 				       d);
 	else
-		rc = mta_dns_resolve_mx(o->dns, j->nh.host, now_ms(o),
+		rc = mta_dns_resolve_mx(o->dns, j->nh.host, mo_now_ms(o),
 					dns_done, d);
 	if (rc == -EBUSY) {
 		kick(d, D_RESOLVE_BUSY); /* again at the next tick */
@@ -653,7 +406,7 @@ static void dlv_resolve(struct dlv *d)
 	}
 	if (rc != 0) {
 		j->host_failed = true;
-		why_add(j, "bad next-hop name %s", j->nh.host);
+		mo_why_add(j, "bad next-hop name %s", j->nh.host);
 		dlv_fail_all(d, SMTP_RCPT_DEFERRED, 451, "4.3.5",
 			     "bad next-hop name", true);
 		dlv_finish(d);
@@ -682,25 +435,25 @@ static void dlv_start(struct dlv *d)
 		dlv_resolve(d);
 		return;
 	}
-	idle_unlink(c);
+	mo_idle_unlink(c);
 	c->d = d;
 	d->c = c;
 	d->reused = true;
 	d->state = D_CONN;
 	o->st_.conns_reused++;
-	dlv_set_remote(d, c);
-	dlv_send_next(d);
+	mo_dlv_set_remote(d, c);
+	mo_dlv_send_next(d);
 	if (c->cl)
-		conn_pump(c);
+		mo_conn_pump(c);
 }
 
 /* The session on c is over (ops->close) or never began: what is left
  * goes to the next address, or to a fresh resolution after a reused
  * connection. */
-static void dlv_conn_lost(struct dlv *d)
+void mo_dlv_conn_lost(struct dlv *d)
 {
 	d->c = NULL;
-	if (!dlv_pending(d)) {
+	if (!mo_dlv_pending(d)) {
 		dlv_finish(d);
 		return;
 	}
@@ -725,19 +478,19 @@ static void dlv_session_complete(struct dlv *d)
 		if (o->conf.conn_cache_ms > 0 && !o->stopped &&
 		    o->n_idle < o->conf.cache_max && c->tc &&
 		    smtp_client_stage(c->cl) == SMTP_CLIENT_READY) {
-			c->idle_until = now_ms(o) + o->conf.conn_cache_ms;
-			idle_push(c);
+			c->idle_until = mo_now_ms(o) + o->conf.conn_cache_ms;
+			mo_idle_push(c);
 		} else {
 			c->quitting = true;
 			if (smtp_client_quit(c->cl) != 0)
-				conn_abort(c);
+				mo_conn_abort(c);
 		}
 	}
 	dlv_finish(d);
 }
 
 /* Hands the engine the next message that has recipients to do. */
-static void dlv_send_next(struct dlv *d)
+void mo_dlv_send_next(struct dlv *d)
 {
 	struct mta_job *j = d->j;
 
@@ -781,215 +534,14 @@ static void dlv_send_next(struct dlv *d)
 			struct mta_job_rcpt *r = &m->rcpt[d->map[x]];
 
 			r->status = SMTP_RCPT_DEFERRED;
-			set_reply(&r->reply, 451, "4.3.0",
+			mo_set_reply(&r->reply, 451, "4.3.0",
 				  rc == -ENOMEM ? "local error: out of memory"
 						: "local error: bad message");
 			d->pend[d->off[i] + d->map[x]] = 0;
-			log_rcpt(m, r, d->c->relay);
+			mo_log_rcpt(m, r, d->c->relay);
 		}
 	}
 }
-
-/* ---- the engine's ops ------------------------------------------------ */
-
-static void op_write(void *user, const void *data, size_t len)
-{
-	struct conn *c = user;
-	ssize_t n = 0;
-
-	if (c->tc == NULL)
-		return;
-	if (c->out_len == 0) {
-		n = tcp_send(c->tc, data, len);
-		if (n < 0)
-			return;
-	}
-	len -= (size_t)n;
-	if (len == 0)
-		return;
-	if (c->out_cap - c->out_len < len) {
-		size_t cap = c->out_cap ? c->out_cap : 4096;
-		uint8_t *b;
-
-		while (cap - c->out_len < len)
-			cap *= 2;
-		b = realloc(c->out, cap);
-		if (b == NULL) {
-			LOG_RL(LOG_WARNING, "mta_out: %s: out of memory for "
-			       "commands; resetting", c->relay);
-			tcp_abort(c->tc);
-			c->tc = NULL;
-			return; /* the engine times out; conn_dead then */
-		}
-		c->out = b;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, (const uint8_t *)data + n, len);
-	c->out_len += len;
-}
-
-static void op_ready(void *user)
-{
-	struct conn *c = user;
-
-	if (c->d == NULL || c->dead)
-		return;
-	dlv_send_next(c->d);
-}
-
-static void op_done(void *user, const struct smtp_client_msg *sm)
-{
-	struct conn *c = user;
-	struct dlv *d = c->d;
-	struct mta_job_msg *m;
-
-	if (d == NULL)
-		return;
-	m = &d->j->msg[d->inflight];
-	for (uint32_t x = 0; x < sm->nrcpt && x < d->inflight_n; x++) {
-		const struct smtp_client_rcpt *sr = &sm->rcpt[x];
-		uint32_t k = d->map[x];
-		struct mta_job_rcpt *r = &m->rcpt[k];
-
-		r->status = sr->status;
-		r->reply = sr->reply;
-		if (!sr->reply.local)
-			d->any_reply = true;
-		/* deferred by a failure of this session: the next host */
-		if (!(sr->status == SMTP_RCPT_DEFERRED && sr->reply.local))
-			d->pend[d->off[d->inflight] + k] = 0;
-		log_rcpt(m, r, c->relay);
-	}
-}
-
-static void op_close(void *user, enum smtp_client_end end,
-		     const struct smtp_client_reply *why)
-{
-	struct conn *c = user;
-	struct dlv *d = c->d;
-
-	if (end != SMTP_CLIENT_END_QUIT) {
-		const char *what = end == SMTP_CLIENT_END_HOST_PERM ?
-				   "refused us" : "failed";
-
-		if (d && why && why->local)
-			why_add(d->j, "%s: %s: %u %s %s", c->relay, what,
-				why->code, why->enh, why->text);
-		else if (d && why)
-			why_add(d->j, "host %s said: %u %s %s", c->relay,
-				why->code, why->enh, why->text);
-		if (d == NULL)
-			LOG_RL(LOG_INFO, "mta_out: %s: cached connection "
-			       "ended: %u %s", c->relay, why ? why->code : 0,
-			       why ? why->text : "");
-	} else if (d && why && dlv_pending(d)) {
-		why_add(d->j, "%s: session ended: %u %s %s", c->relay,
-			why->code, why->enh, why->text);
-	}
-	flush_out(c);
-	if (c->tc) {
-		tcp_close(c->tc);
-		c->tc = NULL;
-	}
-	conn_dead(c);
-	if (d)
-		dlv_conn_lost(d);
-}
-
-static const struct smtp_client_ops client_ops = {
-	.write = op_write,
-	.ready = op_ready,
-	.done = op_done,
-	.close = op_close,
-};
-
-/* ---- the stream's callbacks ------------------------------------------ */
-
-static void on_connected(struct tcp_conn *tc, void *user)
-{
-	struct conn *c = user;
-
-	(void)tc;
-	c->connecting = false;
-	if (c->d)
-		dlv_set_remote(c->d, c);
-	LOG(LOG_DEBUG, "mta_out: connected to %s", c->relay);
-	conn_pump(c); /* the greeting's timer */
-}
-
-static void on_data(struct tcp_conn *tc, void *user, const uint8_t *data,
-		    size_t len)
-{
-	struct conn *c = user;
-
-	(void)tc;
-	if (c->dead)
-		return;
-	smtp_client_input(c->cl, data, len);
-	conn_pump(c);
-}
-
-static void on_writable(struct tcp_conn *tc, void *user)
-{
-	struct conn *c = user;
-
-	(void)tc;
-	flush_out(c);
-	conn_pump(c);
-}
-
-static void on_peer_closed(struct tcp_conn *tc, void *user)
-{
-	struct conn *c = user;
-
-	(void)tc;
-	if (c->dead)
-		return;
-	smtp_client_lost(c->cl); /* ops->close: tcp_close */
-	conn_pump(c);
-}
-
-static void on_closed(struct tcp_conn *tc, void *user,
-		      enum tcp_close_reason r)
-{
-	struct conn *c = user;
-	struct dlv *d = c->d;
-
-	(void)tc;
-	c->tc = NULL;
-	if (c->dead)
-		return;
-	if (c->connecting) {
-		struct mta_out *o = c->o;
-
-		o->st_.connect_failures++;
-		c->connecting = false;
-		if (d) {
-			why_add(d->j, "connect to %s: %s", c->relay,
-				r == TCP_CLOSE_REFUSED ? "refused" :
-				r == TCP_CLOSE_TIMEOUT ? "timed out" :
-				r == TCP_CLOSE_UNREACHABLE ? "unreachable" :
-				tcp_close_reason_str(r));
-		}
-		conn_dead(c);
-		if (d)
-			dlv_conn_lost(d);
-		return;
-	}
-	LOG_RL(LOG_INFO, "mta_out: %s: connection closed: %s", c->relay,
-	       tcp_close_reason_str(r));
-	smtp_client_lost(c->cl);
-	if (!c->dead)
-		conn_dead(c);
-}
-
-static const struct tcp_callbacks conn_cb = {
-	.on_connected = on_connected,
-	.on_data = on_data,
-	.on_writable = on_writable,
-	.on_peer_closed = on_peer_closed,
-	.on_closed = on_closed,
-};
 
 /* ---- DNS over UDP ---------------------------------------------------- */
 
@@ -1019,7 +571,7 @@ static void dns_recv(struct stack *s, void *user, uint32_t src_ip,
 	(void)s;
 	(void)dst_port;
 	if (o->dns)
-		mta_dns_input(o->dns, now_ms(o), src_ip, src_port, data, len);
+		mta_dns_input(o->dns, mo_now_ms(o), src_ip, src_port, data, len);
 }
 
 /* ---- the API --------------------------------------------------------- */
@@ -1123,7 +675,7 @@ static struct dlv *dlv_new(struct mta_out *o, struct mta_job *j)
 			d->pend[total + k] = j->msg[i].env != NULL;
 		total += j->msg[i].nrcpt;
 	}
-	strfmt(d->key, sizeof(d->key), "%d:%s:%u", (int)j->nh.kind,
+	mo_strfmt(d->key, sizeof(d->key), "%d:%s:%u", (int)j->nh.kind,
 		 j->nh.host, (unsigned)j->nh.port);
 	return d;
 }
@@ -1160,10 +712,10 @@ void mta_out_submit(struct mta_out *o, struct mta_job *j)
 		for (uint32_t i = 0; i < j->nmsg; i++)
 			for (uint32_t k = 0; k < j->msg[i].nrcpt; k++) {
 				j->msg[i].rcpt[k].status = SMTP_RCPT_DEFERRED;
-				set_reply(&j->msg[i].rcpt[k].reply, 451,
+				mo_set_reply(&j->msg[i].rcpt[k].reply, 451,
 					  "4.3.0", "local error: out of memory");
 			}
-		strfmt(j->why, sizeof(j->why), "out of memory");
+		mo_strfmt(j->why, sizeof(j->why), "out of memory");
 		if (o->n_nomem < NOMEM_MAX) {
 			o->nomem[o->n_nomem++] = j;
 			return;
@@ -1253,7 +805,7 @@ bool mta_out_poll(struct mta_out *o)
 {
 	bool did = false;
 
-	reap(o);
+	mo_reap(o);
 	while (o->wait_head != NULL && o->n_active < o->conf.max_conns &&
 	       !o->stopped) {
 		struct dlv *d = o->wait_head;
@@ -1277,8 +829,8 @@ void mta_out_tick(struct mta_out *o, uint64_t now)
 
 	if (now > o->now)
 		o->now = now;
-	now = now_ms(o);
-	reap(o);
+	now = mo_now_ms(o);
+	mo_reap(o);
 	if (o->dns)
 		mta_dns_tick(o->dns, now);
 	for (c = o->conns; c != NULL; c = c->next) {
@@ -1290,22 +842,22 @@ void mta_out_tick(struct mta_out *o, uint64_t now)
 
 				o->st_.connect_failures++;
 				if (d)
-					why_add(d->j, "connect to %s: timed "
+					mo_why_add(d->j, "connect to %s: timed "
 						"out", c->relay);
 				c->connecting = false;
-				conn_abort(c);
+				mo_conn_abort(c);
 				if (d)
-					dlv_conn_lost(d);
+					mo_dlv_conn_lost(d);
 			}
 			continue;
 		}
 		if (c->idle && now >= c->idle_until) {
-			idle_unlink(c);
+			mo_idle_unlink(c);
 			c->quitting = true;
 			if (smtp_client_quit(c->cl) != 0)
-				conn_abort(c);
+				mo_conn_abort(c);
 			else
-				conn_pump(c);
+				mo_conn_pump(c);
 			continue;
 		}
 		if (c->deadline && now >= c->deadline) {
@@ -1316,9 +868,9 @@ void mta_out_tick(struct mta_out *o, uint64_t now)
 					tcp_abort(c->tc);
 					c->tc = NULL;
 				}
-				conn_dead(c);
+				mo_conn_dead(c);
 			}
-			conn_pump(c);
+			mo_conn_pump(c);
 		}
 	}
 	(void)run_kicks(o, true);
@@ -1347,7 +899,7 @@ void mta_out_stop(struct mta_out *o)
 	}
 	o->wait_tail = NULL;
 	for (c = o->conns; c != NULL; c = c->next)
-		conn_abort(c);
+		mo_conn_abort(c);
 	while (o->active != NULL) {
 		struct dlv *d = o->active;
 
@@ -1361,7 +913,7 @@ void mta_out_stop(struct mta_out *o)
 			udp_unbind(o->st, (uint16_t)o->udp_port[i]);
 			o->udp_port[i] = 0;
 		}
-	reap(o);
+	mo_reap(o);
 	(void)hand_back(o);
 }
 
@@ -1370,7 +922,7 @@ void mta_out_free(struct mta_out *o)
 	if (o == NULL)
 		return;
 	mta_out_stop(o);
-	reap(o);
+	mo_reap(o);
 	mta_dns_free(o->dns);
 	free(o->helo);
 	free(o);
