@@ -119,6 +119,11 @@ void mo_conn_pump(struct conn *c)
 {
 	uint32_t ms;
 
+	/* the handle was reset under the engine (no memory for a write):
+	 * the session is lost, now that no engine call is running */
+	if (!c->dead && c->tc == NULL && !c->connecting && c->cl &&
+	    smtp_client_stage(c->cl) != SMTP_CLIENT_CLOSED)
+		smtp_client_lost(c->cl);
 	while (c->cl && c->tc && !c->dead && c->out_len == 0 &&
 	       smtp_client_stage(c->cl) == SMTP_CLIENT_DATA_BLOCK) {
 		/* a block waits for real room, not a few bytes */

@@ -1036,3 +1036,33 @@ UT_TEST(mta_out, large_body_in_blocks, ut_setup)
 	finish();
 	tjob_fini(&t);
 }
+
+/* No greeting: the engine's 5 min timer, run from mta_out_tick, ends the
+ * session; with no other host the job comes back deferred. */
+UT_TEST(mta_out, greeting_timeout_from_tick, ut_setup)
+{
+	struct tjob t;
+	struct srv s;
+
+	start(NULL);
+	tjob_init(&t, MTA_NH_IP, "192.0.2.10");
+	mta_out_submit(o, &t.j);
+	expect_syn(&s, "192.0.2.10", 25, 10);
+	srv_accept(&s);
+	for (int i = 0; i < 10; i++)
+		step();
+	ut_tick(ut.now + 299990);
+	mta_out_tick(o, ut.now);
+	cr_assert_eq(n_back, 0, "not before 5 min");
+	ut_tick(ut.now + 20);
+	mta_out_tick(o, ut.now);
+	wait_back(1, 10);
+	cr_assert(t.j.host_failed);
+	cr_assert(strstr(t.j.why, "192.0.2.10[192.0.2.10]:25"), "%s",
+		  t.j.why);
+	cr_assert_eq(t.r[0].status, SMTP_RCPT_DEFERRED);
+	cr_assert_eq(t.r[0].reply.code, 451);
+	cr_assert(!t.m.attempted);
+	finish();
+	tjob_fini(&t);
+}
