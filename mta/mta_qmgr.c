@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <rte_ring.h>
@@ -43,10 +44,14 @@
 #define RF_FAIL 0x01     /* failed, waiting for its bounce to be queued */
 #define RF_BOUNCING 0x02 /* its bounce is on the way to the spool */
 #define RF_WARNED 0x04   /* a delay report went out */
+#define RF_ACTIVE 0x08   /* in a job or a mailbox batch now */
+
+struct dest;
 
 struct qrcpt {
 	uint8_t state;       /* enum spool_rcpt_state */
 	uint8_t flags;
+	struct dest *d;      /* where it goes (NULL: final or unrouted) */
 	char *mailbox;       /* local recipients */
 	uint64_t next_try_s;
 	char status[16];     /* the last outcome, for reports */
@@ -63,6 +68,7 @@ struct qmsg {
 	uint32_t refs;       /* entries, jobs, batches, spool requests */
 	uint32_t attempts;
 	bool bouncing;       /* a bounce request is in flight */
+	bool held;           /* dpmailctl queue hold */
 };
 
 struct dest;
@@ -79,7 +85,8 @@ struct qentry {
 struct dest {
 	struct dest *hnext;
 	struct dest *wnext;
-	bool on_work, local;
+	bool on_work, local, suspended;
+	uint32_t ndeferred;      /* entries of it on the deferred list */
 	char key[MTA_HOST_MAX + 24];
 	struct mta_nexthop nh;
 	struct qentry *head, *tail;
@@ -115,6 +122,17 @@ struct local {
 	bool stop, started;
 };
 
+struct ctl_req {
+	int kind;                /* 0 mta_qmgr_ctl, 1 mta_qmgr_dests */
+	enum mta_qctl_op op;
+	const struct mta_qctl_filter *f;
+	mta_qctl_cb cb;
+	mta_qctl_dest_cb dcb;
+	void *arg;
+	int phase;               /* 0 queued, 1 running, 2 done */
+	int result;
+};
+
 struct mta_qmgr {
 	struct mta_qmgr_conf c;
 	const struct mta_route *route;
@@ -133,6 +151,11 @@ struct mta_qmgr {
 	struct dest *work;       /* dests with ready entries */
 	struct dest *local_dest;
 	struct qentry *deferred;
+	struct qentry *held;     /* entries of held messages */
+	pthread_mutex_t ctl_mu;
+	pthread_cond_t ctl_cv;
+	struct ctl_req *ctl;
+	_Atomic bool ctl_pending;
 	struct mta_job *unsent;  /* jobs a full worker ring refused */
 	struct qreq *retry;      /* spool requests to submit again */
 	uint64_t next_scan_ms;
@@ -567,8 +590,13 @@ static struct dest *dest_get(struct mta_qmgr *q, const char *key,
 
 static void dest_push(struct mta_qmgr *q, struct dest *d, struct qentry *e)
 {
-	e->next = NULL;
 	e->d = d;
+	if (e->m->held) {
+		e->next = q->held;
+		q->held = e;
+		return;
+	}
+	e->next = NULL;
 	if (d->tail != NULL)
 		d->tail->next = e;
 	else
@@ -621,6 +649,7 @@ static void defer_push(struct mta_qmgr *q, struct qentry *e)
 {
 	e->next = q->deferred;
 	q->deferred = e;
+	e->d->ndeferred++;
 }
 
 /*
@@ -710,9 +739,11 @@ static unsigned scan_deferred(struct mta_qmgr *q, uint64_t now)
 		list = e->next;
 		if (e->due_ms > now) {
 			cnt += e->n;
-			defer_push(q, e);
+			e->next = q->deferred;
+			q->deferred = e;
 			continue;
 		}
+		e->d->ndeferred--;
 		dest_push(q, e->d, e);
 		n++;
 	}
@@ -793,6 +824,8 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 		}
 		}
 	}
+	for (uint32_t i = 0; rd != NULL && i < env->nrcpt; i++)
+		m->r[i].d = rd[i];
 	/* one entry per destination, recipients in order */
 	for (uint32_t i = 0; rd != NULL && i < env->nrcpt; i++) {
 		struct dest *d = rd[i];
@@ -902,8 +935,10 @@ static struct mta_job *job_build(struct mta_qmgr *q, struct dest *d,
 		jm->env = e->m->env;
 		jm->qmsg = e;
 		jm->nrcpt = e->n;
-		for (uint32_t i = 0; i < e->n; i++)
+		for (uint32_t i = 0; i < e->n; i++) {
 			jm->rcpt[i].idx = e->idx[i];
+			e->m->r[e->idx[i]].flags |= RF_ACTIVE;
+		}
 		n++;
 	}
 	if (n == 0) {
@@ -979,6 +1014,7 @@ static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 			struct mta_job_rcpt *jr = &jm->rcpt[k];
 			struct qrcpt *r = &m->r[jr->idx];
 
+			r->flags &= (uint8_t)~RF_ACTIVE;
 			reply_diag(&jr->reply, r->diag, sizeof(r->diag),
 				   r->status);
 			snprintf(r->remote, sizeof(r->remote), "%s",
@@ -1129,6 +1165,7 @@ static unsigned local_dispatch(struct mta_qmgr *q)
 			uint32_t idx = e->idx[i];
 
 			memset(it, 0, sizeof(*it));
+			e->m->r[idx].flags |= RF_ACTIVE;
 			it->mailbox = e->m->r[idx].mailbox;
 			it->return_path = env->mail_from;
 			it->delivered_to = env->rcpt[idx].addr;
@@ -1183,6 +1220,7 @@ static unsigned local_collect(struct mta_qmgr *q)
 		struct mailbox_item *it = &l->items[k];
 		uint64_t delay = msg_delay_ms(m, now);
 
+		r->flags &= (uint8_t)~RF_ACTIVE;
 		snprintf(r->remote, sizeof(r->remote), "local");
 		r->last_us = now * 1000u;
 		if (it->status == 0) {
@@ -1239,6 +1277,377 @@ static unsigned local_collect(struct mta_qmgr *q)
 	return 1;
 }
 
+/* ---- control requests (dpmailctl) ----------------------------------- */
+
+static bool domain_is(const char *addr, const char *dom)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL && strcasecmp(at + 1, dom) == 0;
+}
+
+static int msg_state(const struct qmsg *m)
+{
+	if (m->held)
+		return MTA_QS_HELD;
+	for (uint32_t i = 0; i < m->env->nrcpt; i++)
+		if (m->r[i].state == SPOOL_RCPT_DEFERRED &&
+		    !(m->r[i].flags & RF_ACTIVE))
+			return MTA_QS_DEFERRED;
+	return MTA_QS_ACTIVE;
+}
+
+static bool msg_match(const struct qmsg *m, const struct mta_qctl_filter *f,
+		      uint64_t now_ms)
+{
+	const struct envelope *env = m->env;
+
+	if (f == NULL)
+		return true;
+	if (f->nids > 0) {
+		bool hit = false;
+		for (size_t i = 0; i < f->nids && !hit; i++)
+			hit = strcmp(f->ids[i], env->qid) == 0;
+		if (!hit)
+			return false;
+	}
+	if (f->sender != NULL && strcasecmp(f->sender, env->mail_from) != 0)
+		return false;
+	if (f->state != MTA_QS_ANY && msg_state(m) != f->state)
+		return false;
+	if (f->older_than_s != 0 &&
+	    msg_delay_ms(m, now_ms) < f->older_than_s * 1000u)
+		return false;
+	if (f->domain != NULL) {
+		bool hit = false;
+		for (uint32_t i = 0; i < env->nrcpt && !hit; i++)
+			hit = domain_is(env->rcpt[i].addr, f->domain);
+		if (!hit)
+			return false;
+	}
+	return true;
+}
+
+static void msg_report(const struct qmsg *m, mta_qctl_cb cb, void *arg)
+{
+	struct mta_qctl_rcpt *rr;
+	struct mta_qctl_msg out;
+
+	if (cb == NULL)
+		return;
+	rr = calloc(m->env->nrcpt ? m->env->nrcpt : 1, sizeof(*rr));
+	if (rr == NULL)
+		return;
+	for (uint32_t i = 0; i < m->env->nrcpt; i++) {
+		const struct qrcpt *r = &m->r[i];
+		static const char *const names[] = {
+			[SPOOL_RCPT_PENDING] = "pending",
+			[SPOOL_RCPT_DELIVERED] = "delivered",
+			[SPOOL_RCPT_DEFERRED] = "deferred",
+			[SPOOL_RCPT_BOUNCED] = "bounced",
+		};
+		bool open = r->state == SPOOL_RCPT_PENDING ||
+			    r->state == SPOOL_RCPT_DEFERRED;
+
+		rr[i].addr = m->env->rcpt[i].addr;
+		rr[i].state = (r->flags & RF_ACTIVE) ? "active"
+			      : r->state <= SPOOL_RCPT_BOUNCED ? names[r->state]
+							       : "?";
+		rr[i].dest = open && r->d != NULL ? r->d->key : "";
+		rr[i].next_try_s = r->state == SPOOL_RCPT_DEFERRED ?
+				   r->next_try_s : 0;
+		rr[i].last = r->diag;
+	}
+	out.qid = m->env->qid;
+	out.sender = m->env->mail_from;
+	out.size = m->env->body_len;
+	out.arrival_us = m->env->arrival_us;
+	out.attempts = m->attempts;
+	out.held = m->held;
+	out.nrcpt = m->env->nrcpt;
+	out.rcpt = rr;
+	cb(arg, &out);
+	free(rr);
+}
+
+/* Takes every queued (not active) entry of m off the ready queues, the
+ * deferred list and the held list, into *out. */
+static void pull_entries(struct mta_qmgr *q, struct qmsg *m,
+			 struct qentry **out)
+{
+	struct qentry **pp;
+
+	for (unsigned b = 0; b < DEST_BUCKETS; b++)
+		for (struct dest *d = q->buckets[b]; d != NULL; d = d->hnext) {
+			struct qentry *prev = NULL, *e = d->head, *n;
+
+			for (; e != NULL; e = n) {
+				n = e->next;
+				if (e->m != m) {
+					prev = e;
+					continue;
+				}
+				if (prev != NULL)
+					prev->next = n;
+				else
+					d->head = n;
+				if (d->tail == e)
+					d->tail = prev;
+				d->nready--;
+				e->next = *out;
+				*out = e;
+			}
+		}
+	for (pp = &q->deferred; *pp != NULL;) {
+		struct qentry *e = *pp;
+		if (e->m == m) {
+			*pp = e->next;
+			e->d->ndeferred--;
+			e->next = *out;
+			*out = e;
+		} else {
+			pp = &e->next;
+		}
+	}
+	for (pp = &q->held; *pp != NULL;) {
+		struct qentry *e = *pp;
+		if (e->m == m) {
+			*pp = e->next;
+			e->next = *out;
+			*out = e;
+		} else {
+			pp = &e->next;
+		}
+	}
+}
+
+static void ctl_apply(struct mta_qmgr *q, struct qmsg *m, enum mta_qctl_op op)
+{
+	struct qentry *list = NULL, *e;
+	uint64_t now = wall_ms();
+
+	switch (op) {
+	case MTA_QCTL_LIST:
+	case MTA_QCTL_SUSPEND:
+	case MTA_QCTL_RESUME:
+		return;
+	case MTA_QCTL_HOLD:
+		if (m->held)
+			return;
+		pull_entries(q, m, &list);
+		m->held = true;
+		LOG(LOG_INFO, "qmgr: %s: held by the administrator",
+		    m->env->qid);
+		break;
+	case MTA_QCTL_RELEASE:
+	case MTA_QCTL_FLUSH:
+		if (op == MTA_QCTL_RELEASE && !m->held)
+			return;
+		pull_entries(q, m, &list);
+		if (op == MTA_QCTL_RELEASE)
+			LOG(LOG_INFO, "qmgr: %s: released", m->env->qid);
+		m->held = false;
+		while ((e = list) != NULL) {
+			list = e->next;
+			if (op == MTA_QCTL_FLUSH) {
+				e->d->backoff_until_ms = 0;
+				e->due_ms = 0;
+			}
+			if (e->due_ms > now)
+				defer_push(q, e);
+			else
+				dest_push(q, e->d, e);
+		}
+		return;
+	case MTA_QCTL_DELETE:
+	case MTA_QCTL_BOUNCE:
+		pull_entries(q, m, &list);
+		m->refs++;
+		while ((e = list) != NULL) {
+			list = e->next;
+			for (uint32_t i = 0; i < e->n; i++) {
+				uint32_t idx = e->idx[i];
+				if (op == MTA_QCTL_DELETE) {
+					rcpt_final(q, m, idx,
+						   SPOOL_RCPT_BOUNCED);
+				} else {
+					rcpt_fail(q, m, idx, "5.0.0",
+						  "x-local; 550 5.0.0 message "
+						  "deleted from the queue by "
+						  "the administrator", NULL);
+				}
+			}
+			entry_free(q, e);
+		}
+		LOG(LOG_INFO, "qmgr: %s: %s by the administrator",
+		    m->env->qid, op == MTA_QCTL_DELETE ? "deleted" : "bounced");
+		if (op == MTA_QCTL_BOUNCE)
+			maybe_bounce(q, m);
+		qmsg_unref(q, m);
+		return;
+	}
+	/* HOLD: the entries wait on the held list */
+	while ((e = list) != NULL) {
+		list = e->next;
+		e->next = q->held;
+		q->held = e;
+	}
+}
+
+static struct dest *dest_find(struct mta_qmgr *q, const char *key)
+{
+	for (struct dest *d = q->buckets[key_hash(key) % DEST_BUCKETS];
+	     d != NULL; d = d->hnext)
+		if (strcasecmp(d->key, key) == 0)
+			return d;
+	return NULL;
+}
+
+static int ctl_run(struct mta_qmgr *q, struct ctl_req *c)
+{
+	uint64_t now = wall_ms();
+	int n = 0;
+
+	if (c->kind == 1) {
+		for (unsigned b = 0; b < DEST_BUCKETS; b++)
+			for (struct dest *d = q->buckets[b]; d != NULL;
+			     d = d->hnext) {
+				struct mta_qctl_dest o = {
+					.key = d->key, .ready = d->nready,
+					.deferred = d->ndeferred,
+					.active_jobs = d->active,
+					.suspended = d->suspended,
+					.backoff_until_s =
+						d->backoff_until_ms > now ?
+						d->backoff_until_ms / 1000u : 0,
+					.why = d->why,
+				};
+				if (c->dcb != NULL)
+					c->dcb(c->arg, &o);
+				n++;
+			}
+		return n;
+	}
+	if (c->op == MTA_QCTL_SUSPEND || c->op == MTA_QCTL_RESUME) {
+		struct dest *d;
+
+		if (c->f == NULL || c->f->domain == NULL)
+			return -EINVAL;
+		d = dest_find(q, c->f->domain);
+		if (d == NULL && c->op == MTA_QCTL_SUSPEND) {
+			struct mta_nexthop nh = { .kind = MTA_NH_MX, .port = 25 };
+			snprintf(nh.host, sizeof(nh.host), "%s", c->f->domain);
+			d = dest_get(q, c->f->domain, &nh, false);
+		}
+		if (d == NULL)
+			return 0;
+		d->suspended = c->op == MTA_QCTL_SUSPEND;
+		LOG(LOG_INFO, "qmgr: destination %s: %s by the administrator",
+		    d->key, d->suspended ? "suspended" : "resumed");
+		if (!d->suspended) {
+			d->backoff_until_ms = 0;
+			if (d->nready > 0 && !d->on_work) {
+				d->on_work = true;
+				d->wnext = q->work;
+				q->work = d;
+			}
+		}
+		return 1;
+	}
+	if ((unsigned)c->op > MTA_QCTL_RESUME)
+		return -EINVAL;
+	for (struct qmsg *m = q->live, *next; m != NULL; m = next) {
+		next = m->next;
+		if (m->open == 0 || !msg_match(m, c->f, now))
+			continue;
+		n++;
+		m->refs++; /* the callback and the change may finish it */
+		msg_report(m, c->cb, c->arg);
+		ctl_apply(q, m, c->op);
+		next = m->next;
+		qmsg_unref(q, m);
+	}
+	return n;
+}
+
+static unsigned ctl_poll(struct mta_qmgr *q)
+{
+	struct ctl_req *c;
+
+	if (!__atomic_load_n(&q->ctl_pending, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&q->ctl_mu);
+	c = q->ctl;
+	if (c == NULL || c->phase != 0) {
+		pthread_mutex_unlock(&q->ctl_mu);
+		return 0;
+	}
+	c->phase = 1;
+	pthread_mutex_unlock(&q->ctl_mu);
+	c->result = ctl_run(q, c);
+	pthread_mutex_lock(&q->ctl_mu);
+	c->phase = 2;
+	q->ctl = NULL;
+	__atomic_store_n(&q->ctl_pending, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&q->ctl_cv);
+	pthread_mutex_unlock(&q->ctl_mu);
+	return 1;
+}
+
+static int ctl_call(struct mta_qmgr *q, struct ctl_req *c, uint32_t timeout_ms)
+{
+	struct timespec dl;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000u;
+	dl.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&q->ctl_mu);
+	if (q->ctl != NULL) {
+		pthread_mutex_unlock(&q->ctl_mu);
+		return -EBUSY;
+	}
+	q->ctl = c;
+	__atomic_store_n(&q->ctl_pending, true, __ATOMIC_RELEASE);
+	while (c->phase != 2) {
+		rc = pthread_cond_timedwait(&q->ctl_cv, &q->ctl_mu, &dl);
+		if (rc == ETIMEDOUT && c->phase == 0) {
+			/* not started: withdraw it */
+			q->ctl = NULL;
+			__atomic_store_n(&q->ctl_pending, false,
+					 __ATOMIC_RELEASE);
+			pthread_mutex_unlock(&q->ctl_mu);
+			return -ETIMEDOUT;
+		}
+	}
+	pthread_mutex_unlock(&q->ctl_mu);
+	return c->result;
+}
+
+int mta_qmgr_ctl(struct mta_qmgr *q, enum mta_qctl_op op,
+		 const struct mta_qctl_filter *f, mta_qctl_cb cb, void *arg,
+		 uint32_t timeout_ms)
+{
+	struct ctl_req c = { .kind = 0, .op = op, .f = f, .cb = cb,
+			     .arg = arg };
+
+	if ((unsigned)op > MTA_QCTL_RESUME)
+		return -EINVAL;
+	return ctl_call(q, &c, timeout_ms);
+}
+
+int mta_qmgr_dests(struct mta_qmgr *q, mta_qctl_dest_cb cb, void *arg,
+		   uint32_t timeout_ms)
+{
+	struct ctl_req c = { .kind = 1, .dcb = cb, .arg = arg };
+
+	return ctl_call(q, &c, timeout_ms);
+}
+
 /* ---- the loop ------------------------------------------------------- */
 
 static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
@@ -1252,7 +1661,9 @@ static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
 		d->on_work = false;
 		if (d->nready == 0)
 			continue;
-		if (d->local) {
+		if (d->suspended) {
+			/* dpmailctl domain suspend: wait */
+		} else if (d->local) {
 			n += local_dispatch(q);
 		} else if (d->backoff_until_ms > now) {
 			suspend_ready(q, d);
@@ -1322,6 +1733,7 @@ static void *qmgr_main(void *arg)
 			q->next_scan_ms = now + SCAN_MS;
 		}
 		did += resend(q);
+		did += ctl_poll(q);
 		if (q->work != NULL && !q->c.hold)
 			did += dispatch(q, now);
 		if (did != 0) {
@@ -1545,6 +1957,8 @@ int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
 		goto nomem;
 	pthread_mutex_init(&q->loc.mu, NULL);
 	pthread_cond_init(&q->loc.cv, NULL);
+	pthread_mutex_init(&q->ctl_mu, NULL);
+	pthread_cond_init(&q->ctl_cv, NULL);
 	rc = mailbox_open(&q->loc.ms, &c->mailbox, err, errlen);
 	if (rc != 0) {
 		mta_qmgr_free(q);
@@ -1640,6 +2054,10 @@ void mta_qmgr_free(struct mta_qmgr *q)
 		n = e->next;
 		free(e);
 	}
+	for (struct qentry *e = q->held, *n; e != NULL; e = n) {
+		n = e->next;
+		free(e);
+	}
 	for (unsigned b = 0; b < DEST_BUCKETS; b++) {
 		for (struct dest *d = q->buckets[b], *n; d != NULL; d = n) {
 			n = d->hnext;
@@ -1666,9 +2084,11 @@ void mta_qmgr_free(struct mta_qmgr *q)
 	}
 	if (q->loc.ms != NULL)
 		mailbox_close(q->loc.ms);
-	if (q->local_dest != NULL) { /* the mutex was made just after it */
+	if (q->local_dest != NULL) { /* the mutexes were made just after it */
 		pthread_mutex_destroy(&q->loc.mu);
 		pthread_cond_destroy(&q->loc.cv);
+		pthread_mutex_destroy(&q->ctl_mu);
+		pthread_cond_destroy(&q->ctl_cv);
 	}
 	free(q->loc.items);
 	free(q->loc.ents);

@@ -88,6 +88,80 @@ unsigned mta_qmgr_worker_jobs(struct mta_qmgr *q, unsigned worker,
 /* Any worker: a job is finished (mta_out's done callback). */
 void mta_qmgr_job_done(struct mta_qmgr *q, struct mta_job *j);
 
+/* ---- control: dpmailctl queue ... / domain ... --------------------- */
+
+enum mta_qctl_op {
+	MTA_QCTL_LIST = 0, /* report matching messages, change nothing */
+	MTA_QCTL_FLUSH,    /* deferred recipients: try now (back-off reset) */
+	MTA_QCTL_HOLD,     /* keep in the queue, deliver nothing */
+	MTA_QCTL_RELEASE,  /* undo HOLD */
+	MTA_QCTL_DELETE,   /* drop without a report (recipients bounced
+			    * in the spool, no DSN) */
+	MTA_QCTL_BOUNCE,   /* fail every open recipient with a DSN to the
+			    * sender (5.0.0 "deleted by the administrator") */
+	MTA_QCTL_SUSPEND,  /* domain only: no deliveries to it */
+	MTA_QCTL_RESUME,   /* domain only: undo SUSPEND (and try now) */
+};
+
+enum mta_qctl_state { MTA_QS_ANY = -1, MTA_QS_ACTIVE = 0, MTA_QS_DEFERRED,
+		      MTA_QS_HELD };
+
+struct mta_qctl_filter {
+	const char *const *ids;  /* queue IDs; nids == 0: every message */
+	size_t nids;
+	const char *domain;      /* a recipient in this domain (exact,
+				  * case-insensitive); NULL: any */
+	const char *sender;      /* exact envelope sender ("" = <>); NULL */
+	int state;               /* enum mta_qctl_state */
+	uint64_t older_than_s;   /* in the queue at least this long; 0 */
+};
+
+struct mta_qctl_rcpt {
+	const char *addr;
+	const char *state;       /* "pending" "deferred" "delivered"
+				  * "bounced" "active" (in a job now) */
+	const char *dest;        /* next hop key, "local", "" when final */
+	uint64_t next_try_s;     /* deferred: wall clock seconds */
+	const char *last;        /* the last reply or reason, "" */
+};
+
+struct mta_qctl_msg {
+	const char *qid, *sender;
+	uint64_t size, arrival_us;
+	uint32_t attempts;
+	bool held;
+	uint32_t nrcpt;
+	const struct mta_qctl_rcpt *rcpt;
+};
+
+/* Called on the queue manager's thread for each matching message, before
+ * the operation changes it; m lives only during the call. Keep it short
+ * (copy what you need). */
+typedef void (*mta_qctl_cb)(void *arg, const struct mta_qctl_msg *m);
+
+/* Runs op on the queue manager's thread while the caller (the control
+ * thread, never a worker) waits up to timeout_ms. Returns how many
+ * messages matched (SUSPEND/RESUME: 0 or 1), -ETIMEDOUT (the queue
+ * manager did not answer in time; the request is withdrawn), -EINVAL
+ * (a bad op, SUSPEND/RESUME without domain), -EBUSY (another control
+ * request is running). cb may be NULL. */
+int mta_qmgr_ctl(struct mta_qmgr *q, enum mta_qctl_op op,
+		 const struct mta_qctl_filter *f, mta_qctl_cb cb, void *arg,
+		 uint32_t timeout_ms);
+
+/* Destinations now (queue summary). Same threading as mta_qmgr_ctl. */
+struct mta_qctl_dest {
+	const char *key;         /* "example.org", "[198.18.0.10]:2525",
+				  * "local" */
+	uint32_t ready, deferred, active_jobs;
+	bool suspended;          /* by SUSPEND */
+	uint64_t backoff_until_s;/* 0: not backed off */
+	const char *why;         /* the last host failure, "" */
+};
+typedef void (*mta_qctl_dest_cb)(void *arg, const struct mta_qctl_dest *d);
+int mta_qmgr_dests(struct mta_qmgr *q, mta_qctl_dest_cb cb, void *arg,
+		   uint32_t timeout_ms);
+
 #define MTA_QMGR_COUNTERS(X) \
 	X(received) X(delivered_local) X(delivered_remote) X(deferred) \
 	X(bounced) X(expired) X(dsn_sent) X(jobs) X(local_batches) \
