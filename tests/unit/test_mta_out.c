@@ -1066,3 +1066,56 @@ UT_TEST(mta_out, greeting_timeout_from_tick, ut_setup)
 	finish();
 	tjob_fini(&t);
 }
+
+/* Two messages in one job over one pipelined session; no cache: QUIT at
+ * once after the last. */
+UT_TEST(mta_out, two_messages_pipelined_then_quit, ut_setup)
+{
+	struct mta_out_conf c;
+	struct tjob t, t2;
+	struct mta_job_msg m[2];
+	struct srv s;
+	struct mta_out_stats st;
+
+	mta_out_conf_defaults(&c);
+	c.helo_name = "mx.test.example";
+	c.conn_cache_ms = 0;
+	start(&c);
+	tjob_init(&t, MTA_NH_IP, "192.0.2.10");
+	tjob_init(&t2, MTA_NH_IP, "192.0.2.10");
+	memcpy(t2.env->qid, "TESTQID0000002", ENV_QID_LEN + 1);
+	m[0] = t.m;
+	m[1] = t2.m;
+	t.j.msg = m;
+	t.j.nmsg = 2;
+	mta_out_submit(o, &t.j);
+	expect_syn(&s, "192.0.2.10", 25, 10);
+	srv_accept(&s);
+	srv_say(&s, "220 mx1.example.org ESMTP\r\n");
+	EXPECT(&s, "EHLO mx.test.example\r\n");
+	srv_say(&s, "250-mx1.example.org\r\n250-PIPELINING\r\n"
+		"250 ENHANCEDSTATUSCODES\r\n");
+	for (int i = 0; i < 2; i++) {
+		EXPECT(&s, "RCPT TO:<b@example.org>\r\nDATA\r\n");
+		srv_say(&s, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
+			"550 5.1.1 no such user\r\n354 go ahead\r\n");
+		EXPECT(&s, "hello\r\n.\r\n");
+		srv_say(&s, "250 2.0.0 queued\r\n");
+	}
+	EXPECT(&s, "QUIT\r\n");
+	wait_back(1, 10);
+	for (int i = 0; i < 2; i++) {
+		cr_assert(m[i].attempted);
+		cr_assert_eq(m[i].rcpt[0].status, SMTP_RCPT_DELIVERED);
+		cr_assert_eq(m[i].rcpt[1].status, SMTP_RCPT_BOUNCED);
+	}
+	mta_out_get_stats(o, &st);
+	cr_assert_eq(st.messages, 2);
+	cr_assert_eq(st.rcpt_delivered, 2);
+	cr_assert_eq(st.rcpt_bounced, 2);
+	srv_say(&s, "221 bye\r\n");
+	step();
+	finish();
+	tjob_fini(&t);
+	tjob_fini(&t2);
+}
