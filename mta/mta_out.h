@@ -56,7 +56,11 @@
  * Limits: max_conns bounds the jobs being delivered at once (each holds
  * at most one connection); idle cached connections are counted apart, at
  * most cache_max, and a connection quitting after use lives until the
- * server answers QUIT (30 s at most).
+ * server answers QUIT (10 s at most). DNS queries leave from one random
+ * ephemeral port per resolver, chosen at mta_out_new (not per query).
+ * A job that finds no memory to be tracked comes back deferred (451
+ * 4.3.0) from the next poll; only when 64 such jobs wait already is
+ * done() called inside mta_out_submit.
  */
 #ifndef DPMAIL_MTA_MTA_OUT_H
 #define DPMAIL_MTA_MTA_OUT_H
