@@ -661,7 +661,8 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 			uint64_t not_before_ms)
 {
 	struct qmsg *m = e->m;
-	uint64_t now = wall_ms(), now_s = now / 1000u;
+	/* rounded up: a retry never comes before its interval */
+	uint64_t now = wall_ms(), now_s = (now + 999u) / 1000u;
 	uint64_t arrival_s = m->env->arrival_us / 1000000u;
 	uint64_t next_s;
 	struct mta_dsn_rcpt *warn = NULL;
