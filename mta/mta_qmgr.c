@@ -797,6 +797,10 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 			snprintf(diag, sizeof(diag), "smtp; 554 5.4.6 mail "
 				 "forwarding loop for %s (%u Received: "
 				 "headers)", env->rcpt[i].addr, nrec);
+			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=none, "
+			    "dsn=5.4.6, status=bounced (mail forwarding loop: "
+			    "%u Received: headers, more than %u)", env->qid,
+			    env->rcpt[i].addr, nrec, q->c.max_received);
 			rcpt_fail(q, m, i, "5.4.6", diag, NULL);
 			CNT(q, loops);
 			continue;
