@@ -849,9 +849,10 @@ def msgid_tag(raw):
 
 
 def send_one(ns, sender, rcpts, data, host=DAEMON_IP, port=25, params="",
-             timeout=30):
-    """One transaction on a fresh connection. Returns (qid or None,
-    {rcpt: Reply}, final Reply or None)."""
+             timeout=30, rcpt_params=""):
+    """One transaction on a fresh connection (`params` after MAIL FROM,
+    `rcpt_params` after every RCPT TO, e.g. "NOTIFY=DELAY,FAILURE").
+    Returns (qid or None, {rcpt: Reply}, final Reply or None)."""
     with sc.Conn(ns, host, port, timeout=timeout) as c:
         c.ehlo("client.example")
         r = c.cmd(f"MAIL FROM:<{sender}>{(' ' + params) if params else ''}")
@@ -859,7 +860,8 @@ def send_one(ns, sender, rcpts, data, host=DAEMON_IP, port=25, params="",
             return None, {}, r
         rr = {}
         for a in rcpts:
-            rr[a] = c.cmd(f"RCPT TO:<{a}>")
+            rr[a] = c.cmd(f"RCPT TO:<{a}>"
+                          f"{(' ' + rcpt_params) if rcpt_params else ''}")
         if not any(x.code == 250 for x in rr.values()):
             return None, rr, None
         fin = c.data(data)

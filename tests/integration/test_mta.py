@@ -27,7 +27,6 @@ throughout, so bounces land in var/mail/alice/.
 """
 
 import os
-import random
 import re
 import threading
 import time
@@ -39,7 +38,6 @@ import lab as labmod
 import mtalab as ml
 import smtpclient as sc
 import smtplab as sl
-from lab import DAEMON_IP, KERNEL_IP
 
 pytestmark = [pytest.mark.netns]
 
@@ -133,9 +131,10 @@ def mta_lab(request, pmd, tmp_path, lab_preflight):
 
 # ---------------------------------------------------------------- helpers
 
-def send(w, rcpts, data, sender=SENDER, params=""):
+def send(w, rcpts, data, sender=SENDER, params="", rcpt_params=""):
     """One message to the daemon; asserts it was taken. Returns the qid."""
-    qid, rr, fin = ml.send_one(w.lab.ns, sender, rcpts, data, params=params)
+    qid, rr, fin = ml.send_one(w.lab.ns, sender, rcpts, data, params=params,
+                               rcpt_params=rcpt_params)
     assert fin is not None and fin.code == 250 and qid, (rr, fin)
     return qid
 
@@ -554,6 +553,29 @@ def test_partial_550_bounce_to_local_sender(mta_lab):
     assert s.count() == 1 and ml.maildir_count(mbox(w, "alice")) == 1
 
 
+@pytest.mark.pmds("tap")
+def test_delay_dsn_then_delivered(mta_lab):
+    """RCPT NOTIFY=DELAY,FAILURE and delay_warning_s = 2: while the only
+    MX refuses, alice gets one "delayed" report (Action delayed, Status
+    4.x.x); once the MX listens the message is delivered, and no failure
+    report follows."""
+    w = mta_lab(retry_first_s=1, retry_max_s=2, delay_warning_s=2)
+    s = w.minisink(MXC, start=False)
+    data = ml.message("delay", to="dl@c.test")
+    qid = send(w, ["dl@c.test"], data, rcpt_params="NOTIFY=DELAY,FAILURE")
+    (rp, dt, dsn, _), = bounces(w, n=1, timeout=30)
+    assert rp == "" and dt.lower() == SENDER, (rp, dt)
+    b = rcpt_block(dsn, "dl@c.test")
+    assert b["action"] == "delayed" and b["status"].startswith("4."), b
+    s.up()
+    m = s.wait_count(1, 30)[0]
+    check_relayed(m, qid, data)
+    time.sleep(3)
+    assert ml.maildir_count(mbox(w, "alice")) == 1, \
+        "a second report after the delay warning"
+    assert s.count() == 1
+
+
 # ---------------------------------------------------------------- local
 
 def _local_users(n):
@@ -708,13 +730,17 @@ def test_mail_loop_bounces_546(mta_lab):
     b = rcpt_block(dsn, "x@a.test")
     assert b["action"] == "failed" and b["status"] == "5.4.6", b
     assert s.sessions == 0, "the looping message was relayed"
-    st = ml.status_of(w.lab, qid, "x@a.test")
-    assert st and st[-1] == "bounced", st
     qid2, rr, fin = ml.send_one(
         w.lab.ns, SENDER, ["x@a.test"],
-        f"Received: from hop.example by hop2.example; Thu, 26 Nov 2026 "
-        f"10:00:00 +0000\r\n".encode() + data)
+        b"Received: from hop.example by hop2.example; Thu, 26 Nov 2026 "
+        b"10:00:00 +0000\r\n" + data)
     assert fin is not None and fin.code == 554 and "5.4.6" in fin.text, fin
+    # like every other outcome, the bounce has its per-recipient log line
+    # (Postfix: "to=<x>, relay=none, ..., dsn=5.4.6, status=bounced
+    # (mail forwarding loop for x)")
+    st = ml.status_of(w.lab, qid, "x@a.test")
+    assert st and st[-1] == "bounced", \
+        f"no 'to=<x@a.test>, ... status=bounced' log line for {qid}: {st}"
 
 
 @pytest.mark.pmds("tap")
