@@ -16,7 +16,8 @@ namespace on the kernel end of the link.
   minisink.py     our asyncio sink, byte-exact, per-recipient replies,
                   down/up (re-exported here as MiniSink)
   Postfix         a private Postfix instance (own config, queue and data
-                  directories, no chroot) as a downstream MTA delivering
+                  directories in a /tmp dir of its own, no chroot) as a
+                  downstream MTA delivering
                   into Maildirs, or as a relay to a sink (the benchmark)
   maildir_*       reading Maildirs (files in new/ and cur/)
   parse_dsn       a bounce checked as an RFC 3464 multipart/report
@@ -27,7 +28,8 @@ Owns: what it starts (dnsmasq, sinks, Postfix in the lab namespace) and
 the files under the directory it is given; `MtaWorld.close` stops them.
 Must never: listen or connect outside 198.18.0.0/15 (and the namespace's
 own loopback), touch the system Postfix (/etc/postfix,
-/var/spool/postfix), or write outside the test's directory.
+/var/spool/postfix), or write outside the test's directory (save a
+Postfix instance's own /tmp/dpmail-postfix-* dir, removed by close()).
 """
 
 import asyncio
@@ -42,6 +44,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -489,19 +492,6 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
-def _traversable(path):
-    """Postfix's daemons (user postfix) and the virtual delivery agent
-    (nobody) must reach the directory: pytest makes its tmp dirs 0700,
-    so add search permission (x, not read) up the chain."""
-    p = Path(path).resolve()
-    for d in [p] + list(p.parents):
-        if str(d) in ("/", "/tmp"):
-            break
-        st = d.stat()
-        if not st.st_mode & 0o001:
-            os.chmod(d, (st.st_mode & 0o7777) | 0o001)
-
-
 class Postfix:
     """A private Postfix (config_directory DIR/etc, queue DIR/queue, data
     DIR/data, log DIR/postfix.log), smtpd on ip:port, no chroot, started
@@ -518,13 +508,24 @@ class Postfix:
                  main=None):
         self.r = runner
         self.ip, self.port = ip, port
-        self.dir = Path(workdir)
+        # Postfix's daemons (user postfix) and virtual(8) (nobody) must
+        # reach the instance, and pytest keeps its tmp tree 0700 (and
+        # resets it at every session start, so no chmod of it lasts):
+        # the instance lives in a 0755 dir of its own under /tmp, linked
+        # from `workdir` as instance/ while it runs; close() copies the
+        # log back to workdir/postfix.log and removes both.
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="dpmail-postfix-",
+                                         dir="/tmp"))
+        os.chmod(self.dir, 0o755)
+        link = self.workdir / "instance"
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(self.dir)
         self.etc = self.dir / "etc"
         self.mail = self.dir / "mail"
         for d in (self.etc, self.dir / "queue", self.dir / "data", self.mail):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o755)
-        _traversable(self.dir)
         shutil.chown(self.dir / "data", "postfix", "postfix")
         pw = pwd.getpwnam("nobody")
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
@@ -612,7 +613,20 @@ class Postfix:
                        timeout=60)
             self.started = False
 
-    close = stop
+    def close(self):
+        """Stop; keep the log (workdir/postfix.log), remove the instance
+        (queue, Maildirs)."""
+        self.stop()
+        if self.dir.is_dir():
+            try:
+                shutil.copy(self.dir / "postfix.log",
+                            self.workdir / "postfix.log")
+            except OSError:
+                pass
+            shutil.rmtree(self.dir, ignore_errors=True)
+        link = self.workdir / "instance"
+        if link.is_symlink():
+            link.unlink()
 
 
 # ---------------------------------------------------------------- Maildir
