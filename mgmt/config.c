@@ -34,6 +34,7 @@ enum key_type {
 	K_LIST,     /* char[size], may be empty; checked in check() */
 	K_MIB64,    /* MiB in the file, bytes (uint64_t) in the struct */
 	K_KIB32,    /* KiB in the file, bytes (uint32_t) in the struct */
+	K_LISTEN,   /* char[size]: "a.b.c.d:port", or "off"/empty -> "" */
 };
 
 struct key {
@@ -181,6 +182,8 @@ static const struct key keys[] = {
 	{ "mailbox", "quota_messages", K_U32, QM(mailbox.quota_messages), 0, UINT32_MAX, NULL },
 	{ "mailbox", "fsync", K_BOOL, QM(mailbox.fsync), 0, 0, NULL },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0, NULL },
+	{ "control", "socket", K_STR, TOP(ctl_socket), 0, 0, NULL },
+	{ "metrics", "listen", K_LISTEN, TOP(metrics_listen), 0, 0, NULL },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -337,6 +340,29 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 			snprintf(why + l, whylen - l, " %s", k->names[i]);
 		}
 		return -1;
+	case K_LISTEN: {
+		uint32_t ip, port;
+		char host[16];
+		const char *colon = strrchr(v, ':');
+		if (v[0] == '\0' || strcmp(v, "off") == 0) {
+			*(char *)p = '\0';
+			return 0;
+		}
+		if (colon == NULL || (size_t)(colon - v) >= sizeof(host) ||
+		    parse_u32(colon + 1, 1, 65535, &port) != 0 ||
+		    strlen(v) >= k->size) {
+			snprintf(why, whylen, "'%s' is not IPV4:PORT or off", v);
+			return -1;
+		}
+		memcpy(host, v, (size_t)(colon - v));
+		host[colon - v] = '\0';
+		if (parse_ipv4(host, &ip) != 0) {
+			snprintf(why, whylen, "'%s' is not IPV4:PORT or off", v);
+			return -1;
+		}
+		snprintf(p, k->size, "%s", v);
+		return 0;
+	}
 	case K_LIST:
 		if (strlen(v) >= k->size) {
 			snprintf(why, whylen, "longer than %zu characters",
@@ -591,6 +617,9 @@ void config_defaults(struct dpmail_conf *c)
 	c->diag.connect_per_worker = 1;
 	c->diag.connect_delay_ms = 1000;
 	c->log_level = LOG_INFO;
+	snprintf(c->ctl_socket, sizeof(c->ctl_socket), "var/run/dpmail.sock");
+	snprintf(c->metrics_listen, sizeof(c->metrics_listen),
+		 "127.0.0.1:9187");
 	config_finish(c);
 }
 
@@ -630,8 +659,8 @@ int config_load(struct dpmail_conf *c, const char *path, char *err,
 		int line = key_line(&st, bad);
 		const char *sect = "";
 		for (size_t i = 0; i < NKEYS; i++)
-			if (strcmp(keys[i].name, bad) == 0)
-				sect = keys[i].section;
+			if (strcmp(keys[i].name, bad) == 0 && sect[0] == '\0')
+				sect = keys[i].section; /* the first, as key_line */
 		if (line > 0)
 			snprintf(err, errlen, "%s:%d: [%s] %s: %s", path, line,
 				 sect, bad, why);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "mgmt/config.h"
+#include "mgmt/ctl_client.h"
 #include "store/spool.h"
 
 #ifndef DPMAIL_SYSCONFDIR
@@ -34,8 +35,9 @@ static void usage(FILE *f)
 		"                        adds the message like postcat)\n"
 		"\n"
 		"Exit codes: 0 success, 1 the check failed (or the spool has bad\n"
-		"records), 2 usage error.\n",
+		"records), 2 usage error.\n\n",
 		DPMAIL_SYSCONFDIR);
+	ctlc_usage(f);
 }
 
 static int config_check(int argc, char **argv)
@@ -592,6 +594,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "spool") == 0 && argc >= 3 &&
 	    strcmp(argv[2], "dump") == 0)
 		return spool_dump(argc - 2, argv + 2);
+	if (ctlc_handles(argv[1]))
+		return ctlc_main(argc - 1, argv + 1);
 	fprintf(stderr, "dpmailctl: unknown verb '%s' (see dpmailctl --help)\n",
 		argv[1]);
 	return 2;

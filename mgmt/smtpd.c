@@ -46,6 +46,7 @@ struct smtpd_shared {
 	const struct mta_route *route;       /* alias rewrite; may be NULL */
 	uint32_t conns;                      /* atomic */
 	uint32_t per_client[PER_CLIENT_SLOTS]; /* atomic, by address hash */
+	uint32_t draining;                   /* atomic: shutdown --drain */
 };
 
 struct sess;
@@ -526,7 +527,10 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	*cb = &sess_cb;
 	*user = s;
 	s->in_accept = true;
-	if (total > sh->conf.max_conns) {
+	if (__atomic_load_n(&sh->draining, __ATOMIC_RELAXED)) {
+		w->cnt.refused_total++;
+		smtp_server_refuse(s->eng, "Service shutting down");
+	} else if (total > sh->conf.max_conns) {
 		w->cnt.refused_total++;
 		LOG_RL(LOG_WARNING, "smtpd: %s: refused: %u connections (the "
 		       "limit, [smtp] max_conns)", s->client, total - 1);
@@ -768,6 +772,11 @@ void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
 {
 	sh->qmgr = q;
 	sh->route = route;
+}
+
+void smtpd_shared_set_draining(struct smtpd_shared *sh)
+{
+	__atomic_store_n(&sh->draining, 1, __ATOMIC_RELAXED);
 }
 
 void smtpd_shared_free(struct smtpd_shared *sh)

@@ -68,6 +68,9 @@ struct mta_route;
 void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
 			  const struct mta_route *route);
 void smtpd_shared_free(struct smtpd_shared *sh);
+/* Any thread (dpmailctl shutdown --drain): new connections get 421 from
+ * now on; sessions already open go on. */
+void smtpd_shared_set_draining(struct smtpd_shared *sh);
 
 struct smtpd_worker;
 /* Opens the listeners on this worker's stack. 0 or negative errno. */
