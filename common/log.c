@@ -5,15 +5,13 @@
 #include "common/log.h"
 
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-/* changed at run time by dpmailctl log level (the control thread) */
-static _Atomic int log_level_cur = LOG_INFO;
+static volatile int log_level_cur = LOG_INFO;
 
 static const char *const level_names[] = {
 	[LOG_ERR] = "error",   [LOG_WARNING] = "warning",
@@ -23,14 +21,12 @@ static const char *const level_names[] = {
 
 void log_set_level(enum log_level level)
 {
-	atomic_store_explicit(&log_level_cur, (int)level,
-			      memory_order_relaxed);
+	log_level_cur = level;
 }
 
 enum log_level log_get_level(void)
 {
-	return (enum log_level)atomic_load_explicit(&log_level_cur,
-						    memory_order_relaxed);
+	return (enum log_level)log_level_cur;
 }
 
 int log_level_parse(const char *name)
