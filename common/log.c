@@ -5,13 +5,15 @@
 #include "common/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-static volatile int log_level_cur = LOG_INFO;
+/* changed at run time by dpmailctl log level (the control thread) */
+static _Atomic int log_level_cur = LOG_INFO;
 
 static const char *const level_names[] = {
 	[LOG_ERR] = "error",   [LOG_WARNING] = "warning",
@@ -21,12 +23,14 @@ static const char *const level_names[] = {
 
 void log_set_level(enum log_level level)
 {
-	log_level_cur = level;
+	atomic_store_explicit(&log_level_cur, (int)level,
+			      memory_order_relaxed);
 }
 
 enum log_level log_get_level(void)
 {
-	return (enum log_level)log_level_cur;
+	return (enum log_level)atomic_load_explicit(&log_level_cur,
+						    memory_order_relaxed);
 }
 
 int log_level_parse(const char *name)

@@ -34,6 +34,7 @@ enum key_type {
 	K_LIST,     /* char[size], may be empty; checked in check() */
 	K_MIB64,    /* MiB in the file, bytes (uint64_t) in the struct */
 	K_KIB32,    /* KiB in the file, bytes (uint32_t) in the struct */
+	K_LISTEN,   /* char[size]: "a.b.c.d:port", or "off"/empty -> "" */
 };
 
 struct key {
@@ -59,8 +60,6 @@ struct key {
 
 static const char *const bare_names[] = { "reject", "normalize", NULL };
 static const char *const vrfy_names[] = { "252", "disabled", NULL };
-static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
-static const char *const auth_plain_names[] = { "no", "trusted", "yes", NULL };
 
 static const struct key keys[] = {
 	{ "eal", "lcores", K_STR, DP(lcores), 0, 0, NULL },
@@ -143,23 +142,6 @@ static const struct key keys[] = {
 	{ "smtp", "data_rate_grace_s", K_SEC_MS, SM(data_rate_grace_ms), 1, 3600, NULL },
 	{ "smtp", "max_conns", K_U32, SM(max_conns), 1, 1u << 24, NULL },
 	{ "smtp", "max_conns_per_client", K_U32, SM(max_conns_per_client), 1, 1u << 24, NULL },
-	{ "smtp", "tls_implicit", K_LIST, SM(tls_implicit), 0, 0, NULL },
-	{ "smtp", "tls_required", K_LIST, SM(tls_required), 0, 0, NULL },
-	{ "smtp", "auth_required", K_LIST, SM(auth_required), 0, 0, NULL },
-	{ "tls", "cert_file", K_LIST, SM(tls.cert_file), 0, 0, NULL },
-	{ "tls", "key_file", K_LIST, SM(tls.key_file), 0, 0, NULL },
-	{ "tls", "sni_certs", K_LIST, SM(tls.sni_certs), 0, 0, NULL },
-	{ "tls", "min_version", K_ENUM, SM(tls.min_version), 0, 0, tls_version_names },
-	{ "tls", "ciphers", K_LIST, SM(tls.ciphers), 0, 0, NULL },
-	{ "tls", "ciphersuites", K_LIST, SM(tls.ciphersuites), 0, 0, NULL },
-	{ "tls", "session_tickets", K_BOOL, SM(tls.session_tickets), 0, 0, NULL },
-	{ "auth", "users_file", K_LIST, SM(auth.users_file), 0, 0, NULL },
-	{ "auth", "plaintext", K_ENUM, SM(auth.plaintext), 0, 0, auth_plain_names },
-	{ "auth", "fail_delay_ms", K_U32, SM(auth.fail_delay_ms), 0, 60000, NULL },
-	{ "auth", "max_failures", K_U32, SM(auth.max_failures), 1, 1000, NULL },
-	{ "auth", "client_max_failures", K_U32, SM(auth.client_max_failures), 1, 1000000, NULL },
-	{ "auth", "client_window_s", K_SEC_MS, SM(auth.client_window_ms), 1, 86400, NULL },
-	{ "auth", "sender_login_match", K_BOOL, SM(auth.sender_login_match), 0, 0, NULL },
 	{ "policy", "local_domains", K_LIST, PO(local_domains), 0, 0, NULL },
 	{ "policy", "relay_domains", K_LIST, PO(relay_domains), 0, 0, NULL },
 	{ "policy", "trusted_networks", K_LIST, PO(trusted_networks), 0, 0, NULL },
@@ -200,6 +182,8 @@ static const struct key keys[] = {
 	{ "mailbox", "quota_messages", K_U32, QM(mailbox.quota_messages), 0, UINT32_MAX, NULL },
 	{ "mailbox", "fsync", K_BOOL, QM(mailbox.fsync), 0, 0, NULL },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0, NULL },
+	{ "control", "socket", K_STR, TOP(ctl_socket), 0, 0, NULL },
+	{ "metrics", "listen", K_LISTEN, TOP(metrics_listen), 0, 0, NULL },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -356,6 +340,29 @@ static int set_value(struct dpmail_conf *c, const struct key *k,
 			snprintf(why + l, whylen - l, " %s", k->names[i]);
 		}
 		return -1;
+	case K_LISTEN: {
+		uint32_t ip, port;
+		char host[16];
+		const char *colon = strrchr(v, ':');
+		if (v[0] == '\0' || strcmp(v, "off") == 0) {
+			*(char *)p = '\0';
+			return 0;
+		}
+		if (colon == NULL || (size_t)(colon - v) >= sizeof(host) ||
+		    parse_u32(colon + 1, 1, 65535, &port) != 0 ||
+		    strlen(v) >= k->size) {
+			snprintf(why, whylen, "'%s' is not IPV4:PORT or off", v);
+			return -1;
+		}
+		memcpy(host, v, (size_t)(colon - v));
+		host[colon - v] = '\0';
+		if (parse_ipv4(host, &ip) != 0) {
+			snprintf(why, whylen, "'%s' is not IPV4:PORT or off", v);
+			return -1;
+		}
+		snprintf(p, k->size, "%s", v);
+		return 0;
+	}
 	case K_LIST:
 		if (strlen(v) >= k->size) {
 			snprintf(why, whylen, "longer than %zu characters",
@@ -539,11 +546,6 @@ static const char *check(const struct dpmail_conf *c, char *why, size_t len)
 		snprintf(why, len, "must be at least 16");
 		return "idle_sleep_max_us";
 	}
-	{
-		const char *k = smtpd_conf_check(&c->smtpd, why, len);
-		if (k != NULL)
-			return k;
-	}
 	if ((c->spool.ring_size & (c->spool.ring_size - 1)) != 0) {
 		snprintf(why, len, "must be a power of 2");
 		return "ring_size";
@@ -615,6 +617,9 @@ void config_defaults(struct dpmail_conf *c)
 	c->diag.connect_per_worker = 1;
 	c->diag.connect_delay_ms = 1000;
 	c->log_level = LOG_INFO;
+	snprintf(c->ctl_socket, sizeof(c->ctl_socket), "var/run/dpmail.sock");
+	snprintf(c->metrics_listen, sizeof(c->metrics_listen),
+		 "127.0.0.1:9187");
 	config_finish(c);
 }
 
@@ -654,8 +659,8 @@ int config_load(struct dpmail_conf *c, const char *path, char *err,
 		int line = key_line(&st, bad);
 		const char *sect = "";
 		for (size_t i = 0; i < NKEYS; i++)
-			if (strcmp(keys[i].name, bad) == 0)
-				sect = keys[i].section;
+			if (strcmp(keys[i].name, bad) == 0 && sect[0] == '\0')
+				sect = keys[i].section; /* the first, as key_line */
 		if (line > 0)
 			snprintf(err, errlen, "%s:%d: [%s] %s: %s", path, line,
 				 sect, bad, why);

@@ -35,6 +35,9 @@ struct dpmail_conf {
 	char mta_resolvers[256];   /* "ip[:port], ..." -> out.resolvers */
 	char mta_helo[256];        /* "" = [smtp] hostname */
 	enum log_level log_level;
+	/* [control] and [metrics] (mgmt/ctl.h, mgmt/metrics.h) */
+	char ctl_socket[108];      /* sun_path */
+	char metrics_listen[64];   /* "a.b.c.d:port", "" = off */
 };
 
 void config_defaults(struct dpmail_conf *c);

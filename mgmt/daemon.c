@@ -25,7 +25,10 @@
 #include "dataplane/dp.h"
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
+#include "mgmt/ctl.h"
+#include "mgmt/ctl_verbs.h"
 #include "mgmt/diag.h"
+#include "mgmt/metrics.h"
 #include "mgmt/smtpd.h"
 #include "mta/mta_out.h"
 #include "mta/mta_policy.h"
@@ -106,6 +109,35 @@ static const struct dp_worker_ops stack_worker_ops = {
 
 static struct wctx wctx[DP_MAX_WORKERS];
 static struct spool *the_spool;
+static struct mgmt_view view;    /* what dpmailctl and metrics see */
+
+/* dpmailctl shutdown --drain: new connections get 421 while the sessions
+ * in flight finish, up to drain_s; SIGTERM still stops at once. */
+static void drain_sessions(struct smtpd_shared *sh, unsigned n)
+{
+	unsigned secs = atomic_load(&view.drain_s);
+	uint64_t live = 0;
+
+	if (sh == NULL || secs == 0)
+		return;
+	smtpd_shared_set_draining(sh);
+	LOG(LOG_NOTICE, "dpmaild: draining: new connections refused, "
+	    "waiting up to %u s for the sessions", secs);
+	for (unsigned t = 0; t < secs * 10 && !got_stop; t++) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000000L };
+		live = 0;
+		for (unsigned w = 0; w < n; w++)
+			if (wctx[w].smtp != NULL)
+				live += __atomic_load_n(&smtpd_get_counters(
+					wctx[w].smtp)->sessions_live,
+					__ATOMIC_RELAXED);
+		if (live == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	LOG(LOG_NOTICE, "dpmaild: drained (%llu session%s still open)",
+	    (unsigned long long)live, live == 1 ? "" : "s");
+}
 
 static void print_services(char *buf, size_t *lenp, size_t size, unsigned n)
 {
@@ -276,6 +308,9 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	struct mta_qmgr_recovery qrec;
 	struct smtpd_shared *smtp_sh = NULL;
 	struct spool_recovery rec;
+	struct ctl *ctl = NULL;
+	struct metrics *metrics = NULL;
+	struct timespec t0;
 	char err[512];
 	sigset_t sigs, old, io;
 	unsigned nstacks = 0, leaked;
@@ -337,7 +372,16 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 		    conf->route.relayhost[0] ? conf->route.relayhost : "none",
 		    conf->out.n_resolvers, conf->out.n_resolvers == 1 ? "" : "s");
 	}
+	/* before any thread starts (the bind sets the umask), and before
+	 * EAL: a second daemon on the same socket stops here */
+	if (ctl_open(&ctl, conf->ctl_socket, err, sizeof(err)) != 0) {
+		LOG(LOG_ERR, "%s", err);
+		mta_policy_free(policy);
+		mta_route_free(route);
+		return 1;
+	}
 	if (dp_eal_init(&conf->dp, prog) != 0) {
+		ctl_close(ctl);
 		mta_policy_free(policy);
 		mta_route_free(route);
 		return 1;
@@ -374,11 +418,6 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			goto out;
 		}
 		smtpd_shared_set_mta(smtp_sh, the_qmgr, route);
-		if (smtpd_shared_tls_auth(smtp_sh, dp.nworkers, err,
-					  sizeof(err)) != 0) {
-			LOG(LOG_ERR, "smtpd: %s", err);
-			goto out;
-		}
 	}
 
 	for (unsigned i = 0; i < dp.nworkers; i++) {
@@ -442,8 +481,39 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 	    conf->stack.prefix_len, dp.port_id, dp.nworkers,
 	    dp.nworkers == 1 ? "" : "s", conf->path);
 
+	view.conf = conf;
+	view.dp = &dp;
+	view.nworkers = nstacks;
+	for (unsigned i = 0; i < nstacks; i++) {
+		view.stacks[i] = stacks[i];
+		view.smtp[i] = wctx[i].smtp;
+		view.out[i] = wctx[i].out;
+	}
+	view.smtp_sh = smtp_sh;
+	view.spool = the_spool;
+	view.qmgr = the_qmgr;
+	view.start_wall_s = (uint64_t)time(NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	view.start_mono_ms = (uint64_t)t0.tv_sec * 1000u +
+			     (uint64_t)t0.tv_nsec / 1000000u;
+	/* both threads inherit the blocked signals */
+	if (ctl_start(ctl, ctl_daemon_verbs, &view) != 0) {
+		LOG(LOG_ERR, "ctl: cannot start its thread");
+		dp_stop_workers(&dp);
+		goto out;
+	}
+	LOG(LOG_INFO, "ctl: control socket %s", conf->ctl_socket);
+	if (conf->metrics_listen[0] != '\0') {
+		if (metrics_start(&metrics, conf->metrics_listen, &view, err,
+				  sizeof(err)) != 0)
+			LOG(LOG_WARNING, "metrics: %s; running without "
+			    "metrics", err);
+		else
+			LOG(LOG_INFO, "metrics: http://%s/metrics",
+			    conf->metrics_listen);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	while (!got_stop) {
+	while (!got_stop && !atomic_load(&view.shutdown_req)) {
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000000L };
 		nanosleep(&ts, NULL);
 		if (got_dump) {
@@ -451,12 +521,19 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			print_counters(stacks, nstacks, &dp);
 		}
 	}
+	if (!got_stop)
+		drain_sessions(smtp_sh, nstacks);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	LOG(LOG_NOTICE, "dpmaild: %s received, shutting down",
-	    got_stop == SIGINT ? "SIGINT" : "SIGTERM");
+	LOG(LOG_NOTICE, "dpmaild: %s, shutting down",
+	    !got_stop ? "dpmailctl shutdown" : got_stop == SIGINT ?
+	    "SIGINT received" : "SIGTERM received");
 	dp_stop_workers(&dp);
 	exit_code = 0;
 out:
+	/* first: both read what is freed below */
+	metrics_stop(metrics);
+	ctl_close(ctl);
+	ctl = NULL;
 	/* jobs in flight go back to the queue manager (their recipients
 	 * deferred) while the stacks can still abort their connections */
 	for (unsigned i = 0; i < DP_MAX_WORKERS; i++)

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "mgmt/config.h"
-#include "mgmt/dpmailctl_user.h"
+#include "mgmt/ctl_client.h"
 #include "store/spool.h"
 
 #ifndef DPMAIL_SYSCONFDIR
@@ -33,13 +33,11 @@ static void usage(FILE *f)
 		"                        with its recipients' states (offline,\n"
 		"                        read-only; like postqueue -p, --body\n"
 		"                        adds the message like postcat)\n"
-		"  user add|passwd|del|list ...\n"
-		"                        edit the AUTH user file ([auth]\n"
-		"                        users_file; dpmailctl user --help)\n"
 		"\n"
 		"Exit codes: 0 success, 1 the check failed (or the spool has bad\n"
-		"records), 2 usage error.\n",
+		"records), 2 usage error.\n\n",
 		DPMAIL_SYSCONFDIR);
+	ctlc_usage(f);
 }
 
 static int config_check(int argc, char **argv)
@@ -593,11 +591,11 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "config") == 0 && argc >= 3 &&
 	    strcmp(argv[2], "check") == 0)
 		return config_check(argc - 2, argv + 2);
-	if (strcmp(argv[1], "user") == 0)
-		return dpmailctl_user(argc - 1, argv + 1);
 	if (strcmp(argv[1], "spool") == 0 && argc >= 3 &&
 	    strcmp(argv[2], "dump") == 0)
 		return spool_dump(argc - 2, argv + 2);
+	if (ctlc_handles(argv[1]))
+		return ctlc_main(argc - 1, argv + 1);
 	fprintf(stderr, "dpmailctl: unknown verb '%s' (see dpmailctl --help)\n",
 		argv[1]);
 	return 2;

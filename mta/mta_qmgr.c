@@ -1448,6 +1448,9 @@ static void ctl_apply(struct mta_qmgr *q, struct qmsg *m, enum mta_qctl_op op)
 	case MTA_QCTL_FLUSH:
 		if (op == MTA_QCTL_RELEASE && !m->held)
 			return;
+		/* a held message stays held: flush is not release */
+		if (op == MTA_QCTL_FLUSH && m->held)
+			return;
 		pull_entries(q, m, &list);
 		if (op == MTA_QCTL_RELEASE)
 			LOG(LOG_INFO, "qmgr: %s: released", m->env->qid);

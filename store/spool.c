@@ -421,6 +421,11 @@ void spool_get_stats(const struct spool *sp, struct spool_stats *st)
 						   memory_order_relaxed);
 		st->errors += atomic_load_explicit(&w->errors,
 						   memory_order_relaxed);
+		for (unsigned b = 0; b <= SPOOL_SYNC_BUCKETS; b++)
+			st->sync_hist[b] += atomic_load_explicit(
+				&w->sync_hist[b], memory_order_relaxed);
+		st->sync_us_sum += atomic_load_explicit(&w->sync_us_sum,
+							memory_order_relaxed);
 	}
 	st->msgs_live = atomic_load_explicit(&sp->msgs_live,
 					     memory_order_relaxed);

@@ -129,9 +129,16 @@ void spool_qid_next(struct spool *sp, unsigned worker,
 /* True while writes are failing (disk full, I/O error). */
 bool spool_degraded(const struct spool *sp);
 
+/* fdatasync latency histogram: upper bounds in microseconds; one more
+ * bucket (the last) counts the slower ones. */
+#define SPOOL_SYNC_BOUNDS_US 50, 100, 250, 500, 1000, 2500, 5000, 10000, \
+	25000, 50000, 100000, 250000, 1000000
+#define SPOOL_SYNC_BUCKETS 13
 struct spool_stats {
 	uint64_t batches, records, bytes, fsyncs, errors;
 	uint64_t msgs_live, segments;
+	uint64_t sync_hist[SPOOL_SYNC_BUCKETS + 1]; /* not cumulative */
+	uint64_t sync_us_sum;
 	int last_error;            /* negative errno, 0 = none */
 };
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);

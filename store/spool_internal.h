@@ -90,6 +90,8 @@ struct spool_writer {
 	_Atomic uint32_t fail_write_n, fail_fsync_n;
 
 	_Atomic uint64_t batches, records, bytes, fsyncs, errors;
+	/* fdatasync latency (spool_stats.sync_hist), this writer only */
+	_Atomic uint64_t sync_hist[SPOOL_SYNC_BUCKETS + 1], sync_us_sum;
 } __rte_cache_aligned;
 
 struct spool_qidslot {

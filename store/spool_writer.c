@@ -394,10 +394,27 @@ static int batch_write(struct spool_writer *w)
 
 static int batch_sync(struct spool_writer *w)
 {
+	static const uint64_t bounds[SPOOL_SYNC_BUCKETS] = {
+		SPOOL_SYNC_BOUNDS_US };
+	struct timespec t0, t1;
+	uint64_t us;
+	unsigned b = 0;
+	int rc;
+
 	atomic_fetch_add_explicit(&w->fsyncs, 1, memory_order_relaxed);
 	if (fault(&w->fail_fsync_n))
 		return atomic_load(&w->fail_fsync_err);
-	return fdatasync(w->fd) == 0 ? 0 : -errno;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = fdatasync(w->fd) == 0 ? 0 : -errno;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+	     (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+	/* only this thread writes them: a relaxed add is a plain add */
+	while (b < SPOOL_SYNC_BUCKETS && us > bounds[b])
+		b++;
+	atomic_fetch_add_explicit(&w->sync_hist[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->sync_us_sum, us, memory_order_relaxed);
+	return rc;
 }
 
 static void apply_msg(struct spool_writer *w, const struct envelope *e)

@@ -285,6 +285,10 @@ class Lab:
         self.daemon_if = "dpm0" if pmd == "tap" else "vd"
         self.conf_path = self.workdir / "dpmail.conf"
         self.log_path = self.workdir / "dpmaild.log"
+        # dpmailctl's socket: each lab its own (sun_path is 108 bytes)
+        sock = self.workdir / "ctl.sock"
+        self.ctl_socket = str(sock) if len(str(sock)) < 100 \
+            else f"/tmp/{self.ns}.ctl.sock"
         self.proc = None
         self.exit_code = None
         self.final_counters = None
@@ -359,7 +363,8 @@ class Lab:
                 ("policy", "users_file", str(REPO / "etc" / "users")),
                 # and its own mailboxes; aliases from the repo's file
                 ("mailbox", "dir", str(self.workdir / "mail")),
-                ("mta", "aliases_file", str(REPO / "etc" / "aliases"))):
+                ("mta", "aliases_file", str(REPO / "etc" / "aliases")),
+                ("control", "socket", self.ctl_socket)):
             text = set_ini(text, sec, key, val)
         for sec, kv in self.config.items():
             for key, val in kv.items():

@@ -797,7 +797,8 @@ FIELD_RE = re.compile(r"\b(relay|dsn|status|delay)=([^,\s]+)")
 def deliveries(text):
     """The daemon's per-attempt lines `QID: to=<r>, relay=..., dsn=X.Y.Z,
     status=sent|deferred|bounced (...)` as dicts (qid, to, orig_to, relay,
-    dsn, status, text, line)."""
+    dsn, status, text, time: the line's time stamp in seconds since the
+    epoch or None, line)."""
     out = []
     for m in DELIVERY_RE.finditer(text):
         rest = m.group("rest")
@@ -805,12 +806,28 @@ def deliveries(text):
         if "status" not in f:
             continue
         paren = re.search(r"status=\S+ \((.*)\)\s*$", rest)
+        bol = text.rfind("\n", 0, m.start()) + 1
+        ts = LOG_TS_RE.match(text, bol)
         out.append({"qid": m.group(1), "to": m.group(2),
                     "orig_to": m.group(3), "relay": f.get("relay"),
                     "dsn": f.get("dsn"), "status": f.get("status"),
                     "text": paren.group(1) if paren else "",
+                    "time": _log_time(ts.group(1)) if ts else None,
                     "line": m.group(0)})
     return out
+
+
+# dpmaild's log lines start with an ISO 8601 UTC time stamp
+LOG_TS_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z")
+
+
+def _log_time(iso):
+    """Seconds since the epoch of a log time stamp (UTC)."""
+    import calendar
+    day, _, rest = iso.partition("T")
+    hms, _, frac = rest.partition(".")
+    t = calendar.timegm(time.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S"))
+    return t + (float("0." + frac) if frac else 0.0)
 
 
 def wait_deliveries(lab, pred, timeout=60, what="delivery log lines"):
