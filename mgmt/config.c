@@ -60,6 +60,8 @@ struct key {
 
 static const char *const bare_names[] = { "reject", "normalize", NULL };
 static const char *const vrfy_names[] = { "252", "disabled", NULL };
+static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
+static const char *const auth_plain_names[] = { "no", "trusted", "yes", NULL };
 
 static const struct key keys[] = {
 	{ "eal", "lcores", K_STR, DP(lcores), 0, 0, NULL },
@@ -142,6 +144,23 @@ static const struct key keys[] = {
 	{ "smtp", "data_rate_grace_s", K_SEC_MS, SM(data_rate_grace_ms), 1, 3600, NULL },
 	{ "smtp", "max_conns", K_U32, SM(max_conns), 1, 1u << 24, NULL },
 	{ "smtp", "max_conns_per_client", K_U32, SM(max_conns_per_client), 1, 1u << 24, NULL },
+	{ "smtp", "tls_implicit", K_LIST, SM(tls_implicit), 0, 0, NULL },
+	{ "smtp", "tls_required", K_LIST, SM(tls_required), 0, 0, NULL },
+	{ "smtp", "auth_required", K_LIST, SM(auth_required), 0, 0, NULL },
+	{ "tls", "cert_file", K_LIST, SM(tls.cert_file), 0, 0, NULL },
+	{ "tls", "key_file", K_LIST, SM(tls.key_file), 0, 0, NULL },
+	{ "tls", "sni_certs", K_LIST, SM(tls.sni_certs), 0, 0, NULL },
+	{ "tls", "min_version", K_ENUM, SM(tls.min_version), 0, 0, tls_version_names },
+	{ "tls", "ciphers", K_LIST, SM(tls.ciphers), 0, 0, NULL },
+	{ "tls", "ciphersuites", K_LIST, SM(tls.ciphersuites), 0, 0, NULL },
+	{ "tls", "session_tickets", K_BOOL, SM(tls.session_tickets), 0, 0, NULL },
+	{ "auth", "users_file", K_LIST, SM(auth.users_file), 0, 0, NULL },
+	{ "auth", "plaintext", K_ENUM, SM(auth.plaintext), 0, 0, auth_plain_names },
+	{ "auth", "fail_delay_ms", K_U32, SM(auth.fail_delay_ms), 0, 60000, NULL },
+	{ "auth", "max_failures", K_U32, SM(auth.max_failures), 1, 1000, NULL },
+	{ "auth", "client_max_failures", K_U32, SM(auth.client_max_failures), 1, 1000000, NULL },
+	{ "auth", "client_window_s", K_SEC_MS, SM(auth.client_window_ms), 1, 86400, NULL },
+	{ "auth", "sender_login_match", K_BOOL, SM(auth.sender_login_match), 0, 0, NULL },
 	{ "policy", "local_domains", K_LIST, PO(local_domains), 0, 0, NULL },
 	{ "policy", "relay_domains", K_LIST, PO(relay_domains), 0, 0, NULL },
 	{ "policy", "trusted_networks", K_LIST, PO(trusted_networks), 0, 0, NULL },
@@ -545,6 +564,11 @@ static const char *check(const struct dpmail_conf *c, char *why, size_t len)
 	if (c->dp.idle_sleep_max_us < 16) {
 		snprintf(why, len, "must be at least 16");
 		return "idle_sleep_max_us";
+	}
+	{
+		const char *k = smtpd_conf_check(&c->smtpd, why, len);
+		if (k != NULL)
+			return k;
 	}
 	if ((c->spool.ring_size & (c->spool.ring_size - 1)) != 0) {
 		snprintf(why, len, "must be a power of 2");

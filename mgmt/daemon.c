@@ -418,6 +418,11 @@ int daemon_run(const struct dpmail_conf *conf, const char *prog)
 			goto out;
 		}
 		smtpd_shared_set_mta(smtp_sh, the_qmgr, route);
+		if (smtpd_shared_tls_auth(smtp_sh, dp.nworkers, err,
+					  sizeof(err)) != 0) {
+			LOG(LOG_ERR, "smtpd: %s", err);
+			goto out;
+		}
 	}
 
 	for (unsigned i = 0; i < dp.nworkers; i++) {

@@ -13,6 +13,7 @@
 
 #include "mgmt/config.h"
 #include "mgmt/ctl_client.h"
+#include "mgmt/dpmailctl_user.h"
 #include "store/spool.h"
 
 #ifndef DPMAIL_SYSCONFDIR
@@ -591,6 +592,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "config") == 0 && argc >= 3 &&
 	    strcmp(argv[2], "check") == 0)
 		return config_check(argc - 2, argv + 2);
+	if (strcmp(argv[1], "user") == 0)
+		return dpmailctl_user(argc - 1, argv + 1);
 	if (strcmp(argv[1], "spool") == 0 && argc >= 3 &&
 	    strcmp(argv[2], "dump") == 0)
 		return spool_dump(argc - 2, argv + 2);

@@ -9,8 +9,22 @@
  * does the engine say 250 (DESIGN.md, "Durability promise").
  *
  * A session outlives its connection while a spool request of its is in
- * flight (the writer is reading the envelope): it is freed when both are
- * over. Never blocks, never touches the disk.
+ * flight (the writer is reading the envelope), or a password check (the
+ * verifier thread holds the request), or a failed AUTH waits out its
+ * delay: it is freed when all are over. Never blocks, never touches the
+ * disk, never hashes a password.
+ *
+ * TLS (tls/ over the stream): on an implicit-TLS listener the session's
+ * tls_conn exists from accept; with STARTTLS it is created by the
+ * engine's starttls hook, right after "220 Ready to start TLS" was
+ * written (those bytes still leave in clear: out_raw counts them).
+ * Then every received byte goes to tls_conn_feed and the plaintext it
+ * yields to the engine; the engine's replies (s->out) go through
+ * tls_conn_write, and the encrypted bytes leave from the tls_conn's own
+ * buffer. The handshake runs inside the feed on this worker: its cost
+ * is OpenSSL's (one ECDHE and one signature, well under a millisecond),
+ * counted in tls_handshake_us; a handshake not done within
+ * TLS_HANDSHAKE_MS is reset.
  */
 #include "mgmt/smtpd.h"
 
@@ -21,12 +35,15 @@
 
 #include "common/log.h"
 #include "common/parse.h"
+#include "mgmt/smtpd_tls.h"
 #include "mta/mta_policy.h"
 #include "mta/mta_qmgr.h"
 #include "mta/mta_route.h"
 #include "store/spool.h"
+#include "store/users.h"
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
+#include "tls/tls.h"
 
 /* Replies held while the client does not read them; past this the
  * session stops reading its commands (pipelining without reading). */
@@ -36,6 +53,10 @@
 #define CLOSING_LINGER_MS 5000
 #define SWEEP_MS 1000
 #define PER_CLIENT_SLOTS 4096
+/* A TLS handshake (implicit, or after STARTTLS) must finish within this */
+#define TLS_HANDSHAKE_MS 10000
+/* Plaintext read out of the tls_conn per call */
+#define TLS_READ_CHUNK 4096
 
 struct smtpd_shared {
 	struct smtpd_conf conf;
@@ -47,6 +68,12 @@ struct smtpd_shared {
 	uint32_t conns;                      /* atomic */
 	uint32_t per_client[PER_CLIENT_SLOTS]; /* atomic, by address hash */
 	uint32_t draining;                   /* atomic: shutdown --drain */
+	struct smtp_server_ops ops;          /* starttls/auth when enabled */
+	struct tls_ctx *tls;                 /* NULL: no TLS */
+	struct users_db *users;              /* NULL: no AUTH */
+	/* AUTH failures per address hash in the current window */
+	uint32_t auth_fail[PER_CLIENT_SLOTS];       /* atomic */
+	uint32_t auth_fail_epoch[PER_CLIENT_SLOTS]; /* atomic */
 };
 
 struct sess;
@@ -54,6 +81,7 @@ struct sess;
 struct listener_ctx {
 	struct smtpd_worker *w;
 	uint16_t port;
+	bool implicit, tls_required, auth_required;
 };
 
 struct smtpd_worker {
@@ -65,6 +93,7 @@ struct smtpd_worker {
 	struct sess *head;       /* every live session */
 	struct sess *failed;     /* submissions refused, answered on poll */
 	struct sess *reap;       /* finished sessions, freed on poll */
+	struct sess *adelay;     /* failed AUTHs waiting out their delay */
 	uint64_t last_sweep_ms;
 	/* queued messages the queue manager's ring could not take yet */
 	struct envelope **backlog;
@@ -86,6 +115,18 @@ struct sess {
 	uint64_t last_ms, data_start_ms, data_bytes, close_ms;
 	bool close_wanted, paused, req_busy, in_accept, in_data, peer_closed;
 	bool reaping, lingering;
+	/* TLS */
+	struct tls_conn *tls;
+	size_t out_raw;              /* s->out bytes that leave in clear */
+	bool tls_notify_sent, tls_done, tls_failed;
+	uint64_t tls_start_ms;
+	/* AUTH */
+	struct users_req *areq;      /* owned by the verifier while auth_busy */
+	bool auth_busy, auth_delayed, trusted;
+	uint32_t auth_failures;
+	uint64_t auth_delay_until;
+	struct sess *anext;          /* on w->adelay */
+	char auth_addrs[USERS_ADDRS_MAX + 1];
 	struct spool_req req;
 	char client[24];             /* "a.b.c.d[port]" for logs */
 };
@@ -122,6 +163,8 @@ static void sess_free(struct sess *s)
 		w->cnt.command_errors += st->errors;
 	}
 	smtp_server_free(s->eng);
+	tls_conn_free(s->tls);
+	free(s->areq);
 	free(s->out);
 	free(s);
 }
@@ -131,7 +174,8 @@ static void sess_free(struct sess *s)
  * callback of the engine or the stack that may still use it. */
 static void sess_maybe_free(struct sess *s)
 {
-	if (s->c == NULL && !s->req_busy && !s->reaping) {
+	if (s->c == NULL && !s->req_busy && !s->auth_busy &&
+	    !s->auth_delayed && !s->reaping) {
 		s->reaping = true;
 		s->rnext = s->w->reap;
 		s->w->reap = s;
@@ -157,9 +201,58 @@ static void set_paused(struct sess *s, bool p)
 
 /* Reading goes on only while the engine can take input and the client
  * reads its replies. */
+static size_t out_waiting(const struct sess *s)
+{
+	return s->out_len + (s->tls ? tls_conn_pending_out(s->tls) : 0);
+}
+
 static void update_pause(struct sess *s)
 {
-	set_paused(s, smtp_server_blocked(s->eng) || s->out_len > OUT_HIGH);
+	set_paused(s, smtp_server_blocked(s->eng) || out_waiting(s) > OUT_HIGH);
+}
+
+static void out_consume(struct sess *s, size_t n)
+{
+	memmove(s->out, s->out + n, s->out_len - n);
+	s->out_len -= n;
+	s->out_raw = s->out_raw > n ? s->out_raw - n : 0;
+}
+
+/* Plaintext replies into the tls_conn, its records onto the stream.
+ * False when the connection cannot send any more. */
+static bool tls_pump(struct sess *s)
+{
+	for (;;) {
+		bool moved = false;
+		const uint8_t *p;
+		size_t n;
+
+		if (s->out_len > s->out_raw && !s->tls_failed) {
+			ssize_t k = tls_conn_write(s->tls, s->out + s->out_raw,
+						   s->out_len - s->out_raw);
+			if (k > 0) {
+				memmove(s->out + s->out_raw,
+					s->out + s->out_raw + k,
+					s->out_len - s->out_raw - (size_t)k);
+				s->out_len -= (size_t)k;
+				moved = true;
+			} else if (k < 0) {
+				s->out_len = s->out_raw; /* nothing more to say */
+			}
+		}
+		p = tls_conn_out_peek(s->tls, &n);
+		if (p != NULL && n > 0) {
+			ssize_t k = tcp_send(s->c, p, n);
+			if (k < 0)
+				return false;
+			if (k > 0) {
+				tls_conn_out_consume(s->tls, (size_t)k);
+				moved = true;
+			}
+		}
+		if (!moved)
+			return true;
+	}
 }
 
 /* Sends what waits; closes once everything is out and close was asked. */
@@ -167,16 +260,34 @@ static void flush_out(struct sess *s)
 {
 	if (s->c == NULL)
 		return;
-	if (s->out_len > 0) {
+	if (s->out_raw > 0 && !s->in_accept) {
+		/* clear bytes before TLS ("220 Ready to start TLS") */
+		ssize_t n = tcp_send(s->c, s->out, s->out_raw);
+		if (n > 0)
+			out_consume(s, (size_t)n);
+		else if (n < 0)
+			s->out_len = s->out_raw = 0;
+	}
+	if (s->tls != NULL && s->out_raw == 0 && !s->in_accept) {
+		if (s->close_wanted && !s->tls_notify_sent && s->out_len == 0 &&
+		    !s->tls_failed) {
+			s->tls_notify_sent = true;
+			(void)tls_conn_shutdown(s->tls);
+		}
+		if (!tls_pump(s))
+			s->out_len = 0;
+		if (s->tls_failed)
+			s->out_len = 0;
+	} else if (s->tls == NULL && s->out_len > 0 && !s->in_accept) {
 		ssize_t n = tcp_send(s->c, s->out, s->out_len);
 		if (n > 0) {
-			memmove(s->out, s->out + n, s->out_len - (size_t)n);
-			s->out_len -= (size_t)n;
+			out_consume(s, (size_t)n);
 		} else if (n < 0) {
 			s->out_len = 0; /* the connection cannot send any more */
 		}
 	}
-	if (s->close_wanted && s->out_len == 0 && !s->in_accept) {
+	if (s->close_wanted && out_waiting(s) == 0 && !s->in_accept &&
+	    (s->tls == NULL || s->tls_notify_sent || s->tls_failed)) {
 		if (s->peer_closed) {
 			tcp_close(s->c);
 			s->c = NULL;
@@ -207,7 +318,7 @@ static void op_write(void *user, const void *data, size_t len)
 
 	if (s->c == NULL)
 		return;
-	if (s->out_len == 0 && !s->in_accept) {
+	if (s->out_len == 0 && !s->in_accept && s->tls == NULL) {
 		n = tcp_send(s->c, data, len);
 		if (n < 0)
 			return;
@@ -236,6 +347,8 @@ static void op_write(void *user, const void *data, size_t len)
 	s->out_len += len;
 	if (s->in_accept)
 		tcp_want_writable(s->c);
+	else if (s->tls != NULL)
+		flush_out(s);
 }
 
 static void op_close(void *user)
@@ -258,10 +371,34 @@ static enum smtp_verdict op_mail(void *user, struct envelope *env)
 
 	if (spool_degraded(s->w->sh->sp))
 		return SMTP_TEMPFAIL_STORAGE;
+	if (s->w->sh->conf.auth.sender_login_match &&
+	    smtp_server_auth_user(s->eng)[0] != '\0' &&
+	    !users_sender_ok(smtp_server_auth_user(s->eng), s->auth_addrs,
+			     env->mail_from)) {
+		LOG_RL(LOG_INFO, "smtpd: %s: reject: MAIL from %s: <%s> not "
+		       "owned by user %s", s->client, s->client,
+		       env->mail_from, smtp_server_auth_user(s->eng));
+		smtp_server_set_reject(s->eng, 553, "5.7.1", "Sender address "
+				       "rejected: not owned by user");
+		return SMTP_REJECT_CUSTOM;
+	}
 	spool_qid_next(s->w->sh->sp, s->w->index, env->qid);
 	LOG(LOG_DEBUG, "smtpd: %s: client=%s, from=<%s>", env->qid, s->client,
 	    env->mail_from);
 	return SMTP_OK;
+}
+
+/* "user%remote@local", "user!remote@local", "\"a@b\"@local" */
+static bool routing_trick(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t ll = at ? (size_t)(at - addr) : strlen(addr);
+
+	for (size_t i = 0; i < ll; i++)
+		if (addr[i] == '%' || addr[i] == '!' || addr[i] == '@' ||
+		    addr[i] == '"')
+			return true;
+	return at == NULL;
 }
 
 static enum smtp_verdict op_rcpt(void *user, const struct envelope *env,
@@ -284,6 +421,14 @@ static enum smtp_verdict op_rcpt(void *user, const struct envelope *env,
 		       addr, env->mail_from);
 		return SMTP_REJECT_NO_USER;
 	case MTA_RELAY_DENIED:
+		/* RFC 4954 / 6409: an authenticated client may relay, but
+		 * never through the routing tricks rule 1 refuses */
+		if (smtp_server_auth_user(s->eng)[0] != '\0' &&
+		    strcmp(rep.text, "relay access denied") == 0 &&
+		    !routing_trick(addr)) {
+			s->w->cnt.rcpt_accepted++;
+			return SMTP_OK;
+		}
 		break;
 	}
 	s->w->cnt.rcpt_rejected++;
@@ -408,6 +553,86 @@ static void op_message(void *user, struct envelope *env)
 	set_paused(s, true);
 }
 
+/* After "220 2.0.0 Ready to start TLS" was written: what follows on
+ * the stream is the client's ClientHello. */
+static int op_starttls(void *user)
+{
+	struct sess *s = user;
+
+	if (s->w->sh->tls == NULL || s->tls != NULL)
+		return -EPROTO;
+	s->tls = tls_conn_new(s->w->sh->tls, NULL);
+	if (s->tls == NULL)
+		return -ENOMEM;
+	s->out_raw = s->out_len;
+	s->tls_start_ms = now_ms(s->w);
+	return 0;
+}
+
+static uint32_t auth_epoch(const struct smtpd_worker *w)
+{
+	return (uint32_t)(now_ms(w) / w->sh->conf.auth.client_window_ms) + 1;
+}
+
+static bool client_locked(struct sess *s)
+{
+	struct smtpd_shared *sh = s->w->sh;
+
+	return __atomic_load_n(&sh->auth_fail_epoch[s->slot],
+			       __ATOMIC_RELAXED) == auth_epoch(s->w) &&
+	       __atomic_load_n(&sh->auth_fail[s->slot], __ATOMIC_RELAXED) >=
+		       sh->conf.auth.client_max_failures;
+}
+
+static void client_failed(struct sess *s)
+{
+	struct smtpd_shared *sh = s->w->sh;
+	uint32_t e = auth_epoch(s->w);
+
+	if (__atomic_exchange_n(&sh->auth_fail_epoch[s->slot], e,
+				__ATOMIC_RELAXED) != e)
+		__atomic_store_n(&sh->auth_fail[s->slot], 0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sh->auth_fail[s->slot], 1, __ATOMIC_RELAXED);
+}
+
+/* The engine's SASL exchange is done: the verifier thread checks the
+ * password; the session waits (blocked) for its answer. */
+static int op_auth(void *user, const char *authzid, const char *authcid,
+		   const char *pass)
+{
+	struct sess *s = user;
+	struct smtpd_worker *w = s->w;
+	struct users_req *r;
+	int rc;
+
+	if (client_locked(s)) {
+		w->cnt.auth_refused++;
+		LOG_RL(LOG_NOTICE, "smtpd: %s: AUTH refused: too many "
+		       "failures from this address", s->client);
+		return -EAGAIN;
+	}
+	r = s->areq ? s->areq : calloc(1, sizeof(*r));
+	if (r == NULL)
+		return -ENOMEM;
+	s->areq = r;
+	memset(r, 0, sizeof(*r));
+	snprintf(r->user, sizeof(r->user), "%s", authcid);
+	/* proxy authorization is not offered: a different authzid
+	 * fails like a wrong password (same cost, same delay) */
+	snprintf(r->pass, sizeof(r->pass), "%s",
+		 authzid[0] == '\0' || strcmp(authzid, authcid) == 0 ? pass
+								   : "");
+	r->worker = w->index;
+	r->cookie = s;
+	rc = users_submit(w->sh->users, r);
+	if (rc != 0) {
+		memset(r->pass, 0, sizeof(r->pass));
+		return rc;
+	}
+	s->auth_busy = true;
+	return -EINPROGRESS;
+}
+
 static const struct smtp_server_ops sess_ops = {
 	.write = op_write,
 	.close = op_close,
@@ -417,6 +642,62 @@ static const struct smtp_server_ops sess_ops = {
 };
 
 /* ---- the stream's callbacks ---------------------------------------- */
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Network bytes into the tls_conn, its plaintext into the engine. */
+static void tls_input(struct sess *s, const uint8_t *d, size_t len)
+{
+	struct smtpd_worker *w = s->w;
+	uint8_t buf[TLS_READ_CHUNK];
+	bool was_done = s->tls_done;
+	uint64_t t0 = was_done ? 0 : mono_us();
+	ssize_t r;
+	int rc;
+
+	if (s->tls_failed)
+		return;
+	rc = tls_conn_feed(s->tls, d, len);
+	if (!was_done)
+		w->cnt.tls_handshake_us += mono_us() - t0;
+	if (rc == 0 && !was_done && tls_conn_handshake_done(s->tls)) {
+		char desc[160];
+
+		s->tls_done = true;
+		w->cnt.tls_handshakes++;
+		if (tls_conn_session_reused(s->tls))
+			w->cnt.tls_resumed++;
+		tls_conn_describe(s->tls, desc, sizeof(desc));
+		LOG(LOG_INFO, "smtpd: %s: TLS established: %s%s%s%s",
+		    s->client, desc, tls_conn_session_reused(s->tls) ?
+		    " (resumed)" : "", tls_conn_sni(s->tls) ? ", SNI " : "",
+		    tls_conn_sni(s->tls) ? tls_conn_sni(s->tls) : "");
+	}
+	while (rc == 0 &&
+	       (r = tls_conn_read(s->tls, buf, sizeof(buf))) > 0) {
+		smtp_server_input(s->eng, buf, (size_t)r);
+		if (s->c == NULL || s->tls_failed)
+			return;
+	}
+	if (rc != 0 || tls_conn_failed(s->tls)) {
+		s->tls_failed = true;
+		w->cnt.tls_failed++;
+		LOG_RL(LOG_INFO, "smtpd: %s: TLS %s failed: %s", s->client,
+		       s->tls_done ? "session" : "handshake",
+		       tls_conn_error(s->tls));
+		/* the alert OpenSSL queued goes out, then the close */
+		s->close_wanted = true;
+		s->close_ms = now_ms(w);
+		s->out_len = s->out_raw = 0;
+	}
+	flush_out(s);
+}
 
 static void on_data(struct tcp_conn *c, void *user, const uint8_t *d,
 		    size_t len)
@@ -430,7 +711,12 @@ static void on_data(struct tcp_conn *c, void *user, const uint8_t *d,
 	s->last_ms = now;
 	if (s->in_data)
 		s->data_bytes += len;
-	smtp_server_input(s->eng, d, len);
+	if (s->tls != NULL)
+		tls_input(s, d, len);
+	else
+		smtp_server_input(s->eng, d, len);
+	if (s->c == NULL)
+		return;
 	if (smtp_server_phase(s->eng) == SMTP_PHASE_DATA) {
 		if (!s->in_data) {
 			s->in_data = true;
@@ -503,7 +789,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	if (s == NULL)
 		return -ENOMEM;
 	format_ipv4(ci.remote_ip, addr);
-	s->eng = smtp_server_new(&sh->eng, &sess_ops, s, addr, ci.remote_port,
+	s->eng = smtp_server_new(&sh->eng, &sh->ops, s, addr, ci.remote_port,
 				 lc->port);
 	if (s->eng == NULL) {
 		free(s);
@@ -514,6 +800,29 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	s->w = w;
 	s->c = c;
 	s->client_ip = ci.remote_ip;
+	{
+		struct smtp_session_policy pol = {
+			.tls_required = lc->tls_required && sh->tls != NULL,
+			.auth_required = lc->auth_required,
+		};
+		uint32_t pt = sh->conf.auth.plaintext;
+
+		s->trusted = mta_policy_rcpt(sh->policy, ci.remote_ip,
+					     "postmaster@[192.0.2.1]") ==
+			     MTA_RELAY;
+		pol.auth_plaintext = pt == 2 || (pt == 1 && s->trusted);
+		smtp_server_set_policy(s->eng, &pol);
+	}
+	if (lc->implicit) {
+		s->tls = tls_conn_new(sh->tls, NULL);
+		if (s->tls == NULL) {
+			smtp_server_free(s->eng);
+			free(s);
+			return -ENOMEM;
+		}
+		s->tls_start_ms = now_ms(w);
+		smtp_server_set_tls(s->eng);
+	}
 	s->slot = client_slot(ci.remote_ip);
 	s->last_ms = now_ms(w);
 	s->next = w->head;
@@ -602,8 +911,11 @@ static void answer(struct smtpd_worker *w, struct sess *s)
 		w->cnt.messages_queued++;
 		w->cnt.bytes_queued += env->body_len;
 		LOG(LOG_INFO, "smtpd: %s: client=%s, from=<%s>, nrcpt=%u, "
-		    "size=%zu: queued", env->qid, s->client, env->mail_from,
-		    env->nrcpt, env->body_len);
+		    "size=%zu%s%s%s: queued", env->qid, s->client,
+		    env->mail_from, env->nrcpt, env->body_len,
+		    s->tls ? ", tls" : "",
+		    smtp_server_auth_user(s->eng)[0] ? ", sasl_username=" : "",
+		    smtp_server_auth_user(s->eng));
 	} else {
 		w->cnt.messages_tempfailed++;
 		LOG_RL(LOG_WARNING, "smtpd: %s: client=%s: not queued: %s",
@@ -631,12 +943,87 @@ static void answer(struct smtpd_worker *w, struct sess *s)
 		sess_maybe_free(s);
 }
 
+/* The verifier's answer to op_auth. A failure is answered only after
+ * [auth] fail_delay_ms (the session stays blocked meanwhile), and the
+ * max_failures-th one closes the session. */
+static void auth_answer(struct smtpd_worker *w, struct users_req *r)
+{
+	struct sess *s = r->cookie;
+
+	s->auth_busy = false;
+	w->cnt.auth_hash_us += r->hash_us;
+	if (s->c == NULL) {
+		sess_maybe_free(s);
+		return;
+	}
+	if (r->status == 0) {
+		w->cnt.auth_ok++;
+		snprintf(s->auth_addrs, sizeof(s->auth_addrs), "%s", r->addrs);
+		LOG(LOG_INFO, "smtpd: %s: AUTH ok: sasl_username=%s%s",
+		    s->client, r->user, s->tls ? "" : " (no TLS)");
+		smtp_server_auth_done(s->eng, 0);
+		s->last_ms = now_ms(w);
+		flush_out(s);
+		return;
+	}
+	w->cnt.auth_failed++;
+	s->auth_failures++;
+	client_failed(s);
+	LOG_RL(LOG_NOTICE, "smtpd: %s: AUTH failed: sasl_username=%s (%u on "
+	       "this connection)", s->client, r->user, s->auth_failures);
+	s->areq->status = r->status == -EIO ? -EIO : -EACCES;
+	s->auth_delayed = true;
+	s->auth_delay_until = now_ms(w) + w->sh->conf.auth.fail_delay_ms;
+	s->anext = w->adelay;
+	w->adelay = s;
+}
+
+static bool auth_delays(struct smtpd_worker *w)
+{
+	struct sess **pp = &w->adelay;
+	uint64_t now = now_ms(w);
+	bool any = false;
+
+	while (*pp != NULL) {
+		struct sess *s = *pp;
+
+		if (s->c != NULL && now < s->auth_delay_until) {
+			pp = &s->anext;
+			continue;
+		}
+		*pp = s->anext;
+		s->auth_delayed = false;
+		any = true;
+		if (s->c == NULL) {
+			sess_maybe_free(s);
+			continue;
+		}
+		smtp_server_auth_done(s->eng, s->areq->status);
+		if (s->auth_failures >= w->sh->conf.auth.max_failures)
+			smtp_server_refuse(s->eng, "Error: too many "
+					   "authentication failures");
+		s->last_ms = now;
+		flush_out(s);
+	}
+	return any;
+}
+
 bool smtpd_poll(struct smtpd_worker *w)
 {
 	struct spool_req *done[32];
 	unsigned n, total = 0;
 
 	reap(w);
+	if (w->sh->users != NULL) {
+		struct users_req *ar[16];
+
+		n = users_completions(w->sh->users, w->index, ar, 16);
+		for (unsigned i = 0; i < n; i++)
+			auth_answer(w, ar[i]);
+		total += n;
+		if (w->adelay != NULL && auth_delays(w))
+			total++;
+	}
 	if (w->nbacklog > 0 && backlog_flush(w))
 		total++;
 	while (w->failed != NULL) {
@@ -668,6 +1055,18 @@ void smtpd_tick(struct smtpd_worker *w, uint64_t now)
 		next = s->next;
 		if (s->c == NULL)
 			continue;
+		if (s->tls != NULL && !s->tls_done && !s->close_wanted &&
+		    now - s->tls_start_ms >= TLS_HANDSHAKE_MS) {
+			/* an abandoned handshake holds no more than this */
+			w->cnt.tls_failed++;
+			LOG_RL(LOG_INFO, "smtpd: %s: TLS handshake not done "
+			       "after %u s; reset", s->client,
+			       TLS_HANDSHAKE_MS / 1000);
+			tcp_abort(s->c);
+			s->c = NULL;
+			sess_maybe_free(s);
+			continue;
+		}
 		if (s->close_wanted) {
 			if (now - s->close_ms > CLOSING_LINGER_MS) {
 				tcp_abort(s->c);
@@ -741,6 +1140,11 @@ void smtpd_conf_defaults(struct smtpd_conf *c)
 	c->data_rate_grace_ms = 30 * 1000;
 	c->max_conns = 10000;
 	c->max_conns_per_client = 100;
+	c->tls.session_tickets = true;
+	c->auth.fail_delay_ms = 1000;
+	c->auth.max_failures = 3;
+	c->auth.client_max_failures = 20;
+	c->auth.client_window_ms = 300 * 1000;
 }
 
 struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
@@ -754,6 +1158,7 @@ struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
 	sh->conf = *c;
 	sh->policy = policy;
 	sh->sp = sp;
+	sh->ops = sess_ops;
 	smtp_server_conf_defaults(&sh->eng);
 	sh->eng.hostname = sh->conf.hostname;
 	sh->eng.max_cmd_line = c->max_line;
@@ -781,7 +1186,52 @@ void smtpd_shared_set_draining(struct smtpd_shared *sh)
 
 void smtpd_shared_free(struct smtpd_shared *sh)
 {
+	if (sh == NULL)
+		return;
+	users_stop(sh->users);
+	tls_ctx_free(sh->tls);
 	free(sh);
+}
+
+int smtpd_shared_tls_auth(struct smtpd_shared *sh, unsigned nworkers,
+			  char *why, size_t len)
+{
+	const struct smtpd_conf *c = &sh->conf;
+	int rc;
+
+	if (smtpd_tls_ctx_build(&c->tls, &sh->tls, why, len) != 0)
+		return -1;
+	if (sh->tls != NULL) {
+		sh->ops.starttls = op_starttls;
+		LOG(LOG_INFO, "smtpd: TLS with %s%s%s; STARTTLS offered%s%s%s%s",
+		    c->tls.cert_file, c->tls.sni_certs[0] ? " and " : "",
+		    c->tls.sni_certs, c->tls_implicit[0] ? ", implicit TLS on " : "",
+		    c->tls_implicit, c->tls_required[0] ?
+		    ", required on " : "", c->tls_required);
+	} else {
+		LOG(LOG_NOTICE, "smtpd: no [tls] cert_file: STARTTLS not "
+		    "offered%s", c->tls_implicit[0] ? ", implicit TLS ports "
+		    "not opened" : "");
+	}
+	if (c->auth.users_file[0] != '\0') {
+		rc = users_start(c->auth.users_file, nworkers, &sh->users);
+		if (rc != 0) {
+			snprintf(why, len, "[auth] users_file %s: %s",
+				 c->auth.users_file, strerror(-rc));
+			return -1;
+		}
+		sh->ops.auth = op_auth;
+		LOG(LOG_INFO, "smtpd: AUTH PLAIN LOGIN with %zu users from %s%s",
+		    users_count(sh->users), c->auth.users_file,
+		    c->auth.plaintext == 2 ? " (also without TLS)" :
+		    c->auth.plaintext == 1 ? " (without TLS from trusted "
+		    "networks)" : " (after TLS only)");
+	} else if (c->auth_required[0] != '\0') {
+		snprintf(why, len, "[smtp] auth_required is set but [auth] "
+			 "users_file is not: nobody could send");
+		return -1;
+	}
+	return 0;
 }
 
 int smtpd_start(struct smtpd_shared *sh, struct stack *st, unsigned worker,
@@ -795,13 +1245,30 @@ int smtpd_start(struct smtpd_shared *sh, struct stack *st, unsigned worker,
 	w->sh = sh;
 	w->st = st;
 	w->index = worker;
-	for (uint32_t i = 0; i < sh->conf.nlisten; i++) {
+	uint16_t ports[SMTPD_MAX_LISTEN];
+	char why[128];
+	int nimpl = sh->tls == NULL ? 0 :
+		smtpd_ports_parse(sh->conf.tls_implicit, ports + sh->conf.nlisten,
+				  SMTPD_MAX_LISTEN - sh->conf.nlisten, why,
+				  sizeof(why));
+	uint32_t nports;
+
+	if (nimpl < 0)
+		nimpl = 0; /* refused by config_load before */
+	memcpy(ports, sh->conf.listen, sh->conf.nlisten * sizeof(*ports));
+	nports = sh->conf.nlisten + (uint32_t)nimpl;
+	for (uint32_t i = 0; i < nports; i++) {
 		struct tcp_listen_opts o = {
-			.port = sh->conf.listen[i],
+			.port = ports[i],
 			.cc = TCP_CC_CUBIC,
 		};
 		w->lctx[i].w = w;
-		w->lctx[i].port = sh->conf.listen[i];
+		w->lctx[i].port = ports[i];
+		w->lctx[i].implicit = i >= sh->conf.nlisten;
+		w->lctx[i].tls_required =
+			smtpd_ports_has(sh->conf.tls_required, ports[i]);
+		w->lctx[i].auth_required =
+			smtpd_ports_has(sh->conf.auth_required, ports[i]);
 		rc = tcp_listen(st, &o, on_accept, &w->lctx[i], &w->l[i]);
 		if (rc != 0) {
 			LOG(LOG_ERR, "smtpd: cannot listen on port %u: %s",
@@ -826,7 +1293,13 @@ void smtpd_drain(struct smtpd_worker *w)
 		if (w->head == NULL)
 			break;
 		s = w->head;
-		if (!s->req_busy) {
+		if (w->adelay != NULL) {
+			/* nobody waits for these answers any more */
+			for (struct sess *d = w->adelay; d != NULL; d = d->anext)
+				d->auth_delayed = false;
+			w->adelay = NULL;
+		}
+		if (!s->req_busy && !s->auth_busy) {
 			if (!s->reaping) {
 				s->c = NULL;
 				sess_free(s);

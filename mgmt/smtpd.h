@@ -39,15 +39,42 @@ struct smtpd_conf {
 	uint32_t min_data_rate;     /* bytes/s in DATA; 0 = off */
 	uint32_t data_rate_grace_ms;
 	uint32_t max_conns, max_conns_per_client;
+	/* per-listener TLS and AUTH policy: port lists "465, 587" */
+	char tls_implicit[64];      /* TLS from the first byte (RFC 8314) */
+	char tls_required[64];      /* 530 5.7.0 until STARTTLS */
+	char auth_required[64];     /* 530 5.7.0 before AUTH (submission) */
+	struct smtpd_tls_conf {
+		char cert_file[512], key_file[512];
+		/* more certificates for SNI: "cert.pem:key.pem, ..." */
+		char sni_certs[1024];
+		uint32_t min_version;   /* 0 = TLS 1.2, 1 = TLS 1.3 */
+		char ciphers[512], ciphersuites[512];
+		bool session_tickets;
+	} tls;
+	struct smtpd_auth_conf {
+		char users_file[512];   /* "" = AUTH not offered */
+		uint32_t plaintext;     /* 0 no, 1 trusted networks, 2 yes */
+		uint32_t fail_delay_ms; /* before each 535 */
+		uint32_t max_failures;  /* per connection, then 421 */
+		uint32_t client_max_failures; /* per address and window */
+		uint32_t client_window_ms;
+		bool sender_login_match; /* MAIL FROM must be the user's */
+	} auth;
 };
 void smtpd_conf_defaults(struct smtpd_conf *c);
+/* Checks the per-listener port lists; returns the offending key (with
+ * why) or NULL. */
+const char *smtpd_conf_check(const struct smtpd_conf *c, char *why,
+			     size_t len);
 
 /* Counters one worker keeps (summed by mgmt). */
 #define SMTPD_COUNTERS(X) \
 	X(connections) X(refused_total) X(refused_per_client) \
 	X(messages_queued) X(messages_tempfailed) X(bytes_queued) \
 	X(rcpt_accepted) X(rcpt_rejected) X(timeouts) X(slow_data) \
-	X(commands) X(command_errors) X(sessions_live)
+	X(commands) X(command_errors) X(sessions_live) \
+	X(tls_handshakes) X(tls_failed) X(tls_resumed) X(tls_handshake_us) \
+	X(auth_ok) X(auth_failed) X(auth_refused) X(auth_hash_us)
 
 struct smtpd_counters {
 #define X(n) uint64_t n;
@@ -71,6 +98,12 @@ void smtpd_shared_free(struct smtpd_shared *sh);
 /* Any thread (dpmailctl shutdown --drain): new connections get 421 from
  * now on; sessions already open go on. */
 void smtpd_shared_set_draining(struct smtpd_shared *sh);
+/* TLS and AUTH: builds the TLS context from conf.tls (no cert_file: no
+ * TLS, logged; STARTTLS not offered, implicit listeners refused) and
+ * starts the password verifier for conf.auth.users_file for nworkers.
+ * Before smtpd_start. 0, or -1 with a reason in why. */
+int smtpd_shared_tls_auth(struct smtpd_shared *sh, unsigned nworkers,
+			  char *why, size_t len);
 
 struct smtpd_worker;
 /* Opens the listeners on this worker's stack. 0 or negative errno. */

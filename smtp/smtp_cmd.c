@@ -26,6 +26,7 @@ enum {
 	CMD_NEED_HELO = 1u << 0, /* 503 before HELO/EHLO */
 	CMD_NO_ARG = 1u << 1,    /* "VERB" CRLF only, else 501 */
 	CMD_CHUNKING = 1u << 2,  /* unknown unless CHUNKING is on */
+	CMD_PRE_TLS = 1u << 3,   /* allowed before TLS where it is required */
 };
 
 struct smtp_cmd_def {
@@ -94,7 +95,8 @@ static void cmd_ehlo(struct smtp_server *s, const char *arg, size_t len)
 		snprintf(lines[n++], sizeof(lines[0]), "SIZE");
 	if (s->ops.starttls != NULL && !s->tls)
 		snprintf(lines[n++], sizeof(lines[0]), "STARTTLS");
-	if (s->ops.auth != NULL && !s->authed)
+	if (s->ops.auth != NULL && !s->authed &&
+	    (s->tls || s->pol.auth_plaintext))
 		snprintf(lines[n++], sizeof(lines[0]), "AUTH %.80s",
 			 s->conf.auth_mechs ? s->conf.auth_mechs : "PLAIN");
 	snprintf(lines[n++], sizeof(lines[0]), "ENHANCEDSTATUSCODES");
@@ -127,14 +129,6 @@ static bool path_prefix(const char **arg, size_t *len, const char *kw)
 		(*len)--;
 	}
 	return true;
-}
-
-/* Copies s[0..len) as a C string into the session's scratch buffer. */
-static const char *scratch_str(struct smtp_server *s, const char *p, size_t len)
-{
-	memcpy(s->scratch, p, len);
-	s->scratch[len] = '\0';
-	return s->scratch;
 }
 
 static void reply_verdict(struct smtp_server *s, enum smtp_verdict v,
@@ -274,6 +268,11 @@ static void cmd_mail(struct smtp_server *s, const char *arg, size_t len)
 
 	if (s->txn) {
 		smtp_reply_err(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	/* RFC 4954 6, RFC 6409 4.3: submission needs AUTH first */
+	if (s->pol.auth_required && !s->authed) {
+		smtp_reply_err(s, "530 5.7.0 Authentication required");
 		return;
 	}
 	if (!path_prefix(&arg, &len, "FROM:") ||
@@ -590,67 +589,31 @@ static void cmd_starttls(struct smtp_server *s, const char *arg, size_t len)
 	envelope_set_str(&s->env->helo, "", 0);
 	s->env->esmtp = false;
 	s->helo = s->authed = false;
+	s->auth_user[0] = '\0';
 	s->tls = true;
 	s->stop = true;
 }
 
-/* auth = "AUTH" SP sasl-mech [SP initial-response] CRLF (RFC 4954 4).
- * Single step for now: the hook answers at once. */
+/* auth = "AUTH" SP sasl-mech [SP initial-response] CRLF: smtp_auth.c */
 static void cmd_auth(struct smtp_server *s, const char *arg, size_t len)
 {
-	const char *sp, *initial = NULL;
-	size_t ml;
-	int rc;
-
-	if (s->ops.auth == NULL) {
-		smtp_reply_err(s, "503 5.5.1 Error: authentication not enabled");
-		return;
-	}
-	if (s->authed) {
-		smtp_reply_err(s, "503 5.5.1 Error: already authenticated");
-		return;
-	}
-	if (s->txn) {
-		smtp_reply_err(s, "503 5.5.1 Error: MAIL transaction in progress");
-		return;
-	}
-	sp = memchr(arg, ' ', len);
-	ml = sp ? (size_t)(sp - arg) : len;
-	if (ml == 0 || ml > 20 || has_ctl(arg, len)) {
-		smtp_reply_err(s, "501 5.5.4 Syntax: AUTH mechanism");
-		return;
-	}
-	scratch_str(s, arg, len);
-	s->scratch[ml] = '\0';
-	if (sp != NULL)
-		initial = s->scratch + ml + 1;
-	rc = s->ops.auth(s->user, s->scratch, initial);
-	if (rc == 0) {
-		s->authed = true;
-		smtp_reply(s, "235 2.7.0 Authentication successful");
-	} else if (rc == -EACCES || rc == -EPERM) {
-		smtp_reply_err(s, "535 5.7.8 Error: authentication failed");
-	} else if (rc == -ENOENT || rc == -EOPNOTSUPP) {
-		smtp_reply_err(s, "504 5.5.4 Unsupported authentication mechanism");
-	} else {
-		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
-	}
+	smtp_auth_command(s, arg, len);
 }
 
 static const struct smtp_cmd_def smtp_cmds[] = {
-	{ "HELO", 0, cmd_helo },
-	{ "EHLO", 0, cmd_ehlo },
+	{ "HELO", CMD_PRE_TLS, cmd_helo },
+	{ "EHLO", CMD_PRE_TLS, cmd_ehlo },
 	{ "MAIL", CMD_NEED_HELO, cmd_mail },
 	{ "RCPT", 0, cmd_rcpt },
 	{ "DATA", CMD_NO_ARG, cmd_data },
 	{ "BDAT", CMD_CHUNKING, cmd_bdat },
-	{ "RSET", CMD_NO_ARG, cmd_rset },
-	{ "NOOP", 0, cmd_noop },
-	{ "QUIT", 0, cmd_quit },
+	{ "RSET", CMD_NO_ARG | CMD_PRE_TLS, cmd_rset },
+	{ "NOOP", CMD_PRE_TLS, cmd_noop },
+	{ "QUIT", CMD_PRE_TLS, cmd_quit },
 	{ "VRFY", 0, cmd_vrfy },
 	{ "EXPN", 0, cmd_expn },
 	{ "HELP", 0, cmd_help },
-	{ "STARTTLS", CMD_NO_ARG, cmd_starttls },
+	{ "STARTTLS", CMD_NO_ARG | CMD_PRE_TLS, cmd_starttls },
 	{ "AUTH", CMD_NEED_HELO, cmd_auth },
 };
 
@@ -684,6 +647,11 @@ void smtp_command(struct smtp_server *s, const char *line, size_t len)
 		al--;
 	if ((c->flags & CMD_NO_ARG) && al > 0) {
 		smtp_reply_err(s, "501 5.5.4 Syntax: %s", c->name);
+		return;
+	}
+	/* RFC 3207 4: where TLS is required, 530 until it is on */
+	if (s->pol.tls_required && !s->tls && !(c->flags & CMD_PRE_TLS)) {
+		smtp_reply_err(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	if ((c->flags & CMD_NEED_HELO) && !s->helo) {

@@ -71,6 +71,7 @@ size_t smtp_received_format(const struct smtp_server *s, time_t t,
 	const struct envelope *e = s->env;
 	char helo[RCVD_MAX_WORD + 1], addr[RCVD_MAX_WORD + 1];
 	char host[RCVD_MAX_WORD + 1], proto[16], date[64];
+	char user[RCVD_MAX_WORD + 1];
 	bool one = e->nrcpt == 1 && strlen(e->rcpt[0].addr) <= RCVD_MAX_RCPT;
 	int n;
 
@@ -78,11 +79,17 @@ size_t smtp_received_format(const struct smtp_server *s, time_t t,
 	safe_word(addr, e->client_addr, 64);
 	safe_word(host, s->hostname, RCVD_MAX_WORD);
 	smtp_date_format(t, date, sizeof(date));
+	if (s->authed)
+		safe_word(user, s->auth_user, RCVD_MAX_WORD);
+	/* RFC 4954 7: the authenticated identity, as Postfix writes it */
 	n = snprintf(buf, cap,
 		     "Received: from %s (%s [%s%s])\r\n"
+		     "%s%s%s"
 		     "\tby %s (dpmail) with %s%s%s%s\r\n"
 		     "\t%s%s%s%s\r\n",
 		     helo, addr, strchr(addr, ':') ? "IPv6:" : "", addr,
+		     s->authed ? "\t(Authenticated sender: " : "",
+		     s->authed ? user : "", s->authed ? ")\r\n" : "",
 		     host, protocol(s, proto),
 		     e->qid[0] ? " id " : "", e->qid, one ? "" : ";",
 		     one ? "for <" : "", one ? e->rcpt[0].addr : "",

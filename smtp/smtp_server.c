@@ -214,7 +214,10 @@ static size_t cmd_input(struct smtp_server *s, const uint8_t *p, size_t n)
 		len--;
 	s->line_len = 0;
 	s->stats.commands++;
-	smtp_command(s, s->line, len);
+	if (s->auth_step != SMTP_AUTH_NONE)
+		smtp_auth_line(s, s->line, len);
+	else
+		smtp_command(s, s->line, len);
 	return chunk + 1;
 }
 
@@ -226,7 +229,10 @@ static size_t skip_input(struct smtp_server *s, const uint8_t *p, size_t n)
 		return n;
 	s->rx = SMTP_RX_CMD;
 	s->stats.commands++;
-	smtp_reply_err(s, "500 5.5.0 Line too long");
+	if (s->auth_step != SMTP_AUTH_NONE)
+		smtp_auth_abort(s);
+	else
+		smtp_reply_err(s, "500 5.5.0 Line too long");
 	return (size_t)(lf - p) + 1;
 }
 
@@ -236,7 +242,8 @@ static size_t process(struct smtp_server *s, const uint8_t *p, size_t n)
 {
 	size_t i = 0;
 
-	while (i < n && !s->pending && !s->closing && !s->stop) {
+	while (i < n && !s->pending && !s->auth_pending && !s->closing &&
+	       !s->stop) {
 		switch (s->rx) {
 		case SMTP_RX_CMD:
 			i += cmd_input(s, p + i, n - i);
@@ -331,7 +338,8 @@ static void run(struct smtp_server *s, const uint8_t *p, size_t n)
 static void drain(struct smtp_server *s)
 {
 	s->busy = true;
-	while (s->bl_len > 0 && !s->pending && !s->closing) {
+	while (s->bl_len > 0 && !s->pending && !s->auth_pending &&
+	       !s->closing) {
 		uint8_t *buf = s->bl;
 		size_t len = s->bl_len;
 
@@ -350,9 +358,9 @@ void smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len)
 {
 	if (s->closing || len == 0)
 		return;
-	if (s->busy || s->pending || s->bl_len > 0) {
+	if (s->busy || s->pending || s->auth_pending || s->bl_len > 0) {
 		backlog_add(s, data, len, false);
-		if (!s->busy && !s->pending)
+		if (!s->busy && !s->pending && !s->auth_pending)
 			drain(s);
 		return;
 	}
@@ -416,7 +424,7 @@ enum smtp_phase smtp_server_phase(const struct smtp_server *s)
 {
 	if (s->closing)
 		return SMTP_PHASE_CLOSING;
-	if (s->pending)
+	if (s->pending || s->auth_pending)
 		return SMTP_PHASE_PENDING;
 	if (s->rx == SMTP_RX_DATA || s->rx == SMTP_RX_BDAT)
 		return SMTP_PHASE_DATA;
@@ -425,7 +433,7 @@ enum smtp_phase smtp_server_phase(const struct smtp_server *s)
 
 bool smtp_server_blocked(const struct smtp_server *s)
 {
-	return s->pending && !s->closing;
+	return (s->pending || s->auth_pending) && !s->closing;
 }
 
 const struct smtp_server_stats *smtp_server_get_stats(const struct smtp_server *s)
@@ -436,4 +444,27 @@ const struct smtp_server_stats *smtp_server_get_stats(const struct smtp_server *
 void smtp_server_set_tls(struct smtp_server *s)
 {
 	s->tls = true;
+}
+
+void smtp_server_set_policy(struct smtp_server *s,
+			    const struct smtp_session_policy *p)
+{
+	s->pol = *p;
+}
+
+void smtp_server_auth_done(struct smtp_server *s, int status)
+{
+	if (!s->auth_pending)
+		return;
+	s->auth_pending = false;
+	if (s->closing)
+		return;
+	smtp_auth_result(s, status);
+	if (!s->busy)
+		drain(s);
+}
+
+const char *smtp_server_auth_user(const struct smtp_server *s)
+{
+	return s->authed ? s->auth_user : "";
 }

@@ -13,9 +13,10 @@
  *
  * Extensions: PIPELINING (RFC 2920), SIZE (1870), 8BITMIME (6152),
  * ENHANCEDSTATUSCODES (2034/3463; every reply after the greeting carries
- * one), SMTPUTF8 (6531), CHUNKING/BDAT (3030), DSN (3461). STARTTLS and
- * AUTH are hooks: advertised only when the caller sets ops->starttls /
- * ops->auth (the TLS issue fills them in).
+ * one), SMTPUTF8 (6531), CHUNKING/BDAT (3030), DSN (3461), STARTTLS
+ * (3207) and AUTH PLAIN/LOGIN (4954, 4616): advertised only when the
+ * caller sets ops->starttls / ops->auth; the caller does the TLS and
+ * checks the passwords, the engine runs the SASL exchange.
  *
  * Input is always consumed whole. While a message waits for
  * smtp_server_queued() the engine keeps later bytes (pipelined commands)
@@ -107,19 +108,48 @@ struct smtp_server_ops {
 	void (*message)(void *user, struct envelope *env);
 	/* Wall clock for the Received: header; NULL = time(NULL). */
 	time_t (*now)(void *user);
-	/* Hooks for the TLS issue; NULL = not offered (STARTTLS then gets
+	/* STARTTLS and AUTH; NULL = not offered (STARTTLS then gets
 	 * 502 5.5.1, AUTH 503 5.5.1).
 	 * starttls: called right after "220 2.0.0 Ready to start TLS" was
 	 * written; the caller starts the handshake once that is sent and
 	 * feeds decrypted bytes from then on. The engine drops whatever
 	 * plaintext followed the command and forgets HELO (RFC 3207 4.2).
 	 * Negative: the session closes (the client is already in TLS).
-	 * auth: one step (mech, initial response or NULL when none): 0 =
-	 * "235 2.7.0", -EACCES/-EPERM = "535 5.7.8", -ENOENT/-EOPNOTSUPP =
-	 * "504 5.5.4", other negative = "454 4.7.0". */
+	 * auth: the engine ran the SASL exchange (PLAIN or LOGIN, see
+	 * smtp_auth.c) and asks whether authcid/password are good (authzid
+	 * "" when none). 0 = "235 2.7.0"; -EINPROGRESS = the answer comes
+	 * later through smtp_server_auth_done() (the session waits,
+	 * blocked, as for a queued message); -EACCES/-EPERM = "535 5.7.8";
+	 * -EAGAIN = "454 4.7.0" (too many failures, try later); other
+	 * negative = "454 4.7.0" temporary failure. */
 	int (*starttls)(void *user);
-	int (*auth)(void *user, const char *mech, const char *initial);
+	int (*auth)(void *user, const char *authzid, const char *authcid,
+		    const char *password);
 };
+
+/*
+ * Per-session policy (per listener), set before smtp_server_start:
+ *  tls_required: until TLS is on, every command but EHLO, HELO,
+ *    STARTTLS, NOOP, RSET and QUIT gets "530 5.7.0 Must issue a
+ *    STARTTLS command first" (RFC 3207 4).
+ *  auth_required: MAIL before a successful AUTH gets "530 5.7.0
+ *    Authentication required" (RFC 4954 6, submission: RFC 6409).
+ *  auth_plaintext: AUTH is offered and accepted without TLS; otherwise
+ *    it is advertised only after TLS and refused before it with
+ *    "538 5.7.11 Encryption required for requested authentication
+ *    mechanism" (RFC 4954 4, 6).
+ */
+struct smtp_session_policy {
+	bool tls_required, auth_required, auth_plaintext;
+};
+void smtp_server_set_policy(struct smtp_server *s,
+			    const struct smtp_session_policy *p);
+
+/* The answer to an ops->auth that returned -EINPROGRESS: the same codes
+ * as its return value. Processes pipelined input before it returns. */
+void smtp_server_auth_done(struct smtp_server *s, int status);
+/* The authenticated identity (authcid), "" when none. */
+const char *smtp_server_auth_user(const struct smtp_server *s);
 
 /* client_addr (text form) goes into Received: and env->client_addr.
  * Returns NULL on -ENOMEM. Nothing is written until smtp_server_start. */

@@ -30,6 +30,17 @@
 /* ... taken as the message size when that is unlimited (0) */
 #define SMTP_BACKLOG_UNLIMITED (32u << 20)
 
+/* SASL limits (RFC 4616 2: authcid and passwd up to 255 octets) */
+#define SMTP_AUTH_MAX_ID 255
+#define SMTP_AUTH_MAX_PASS 255
+
+enum smtp_auth_step {
+	SMTP_AUTH_NONE = 0,
+	SMTP_AUTH_PLAIN_RESP,  /* "334 " sent, waiting for the PLAIN response */
+	SMTP_AUTH_LOGIN_USER,  /* "334 VXNlcm5hbWU6" sent */
+	SMTP_AUTH_LOGIN_PASS,  /* "334 UGFzc3dvcmQ6" sent */
+};
+
 enum smtp_rx {
 	SMTP_RX_CMD,      /* collecting a command line up to LF */
 	SMTP_RX_CMD_SKIP, /* command line too long: discarding to LF */
@@ -99,6 +110,14 @@ struct smtp_server {
 	bool pending;       /* waiting for smtp_server_queued */
 	bool closing;       /* QUIT or 421 sent, close requested */
 	bool stop;          /* drop the rest of the current input (STARTTLS) */
+	struct smtp_session_policy pol;
+	/* AUTH (smtp_auth.c): the SASL step a client line answers, and
+	 * the identity once authenticated */
+	uint8_t auth_step;  /* enum smtp_auth_step */
+	bool auth_pending;  /* waiting for smtp_server_auth_done */
+	char auth_login_user[SMTP_AUTH_MAX_ID + 1]; /* LOGIN: between steps */
+	char auth_try[SMTP_AUTH_MAX_ID + 1];        /* the one being checked */
+	char auth_user[SMTP_AUTH_MAX_ID + 1];       /* authenticated */
 	bool busy;          /* inside smtp_server_input / the backlog */
 	char pending_qid[ENV_QID_LEN + 1];
 
@@ -120,6 +139,18 @@ void smtp_close(struct smtp_server *s, const char *fmt, ...)
 void smtp_count_error(struct smtp_server *s);
 /* Forgets the transaction (RSET, HELO, after a message). */
 void smtp_txn_reset(struct smtp_server *s);
+
+/* smtp_auth.c: AUTH (RFC 4954) with PLAIN (4616) and LOGIN */
+void smtp_auth_command(struct smtp_server *s, const char *arg, size_t len);
+/* A client line while a SASL step waits for it (s->auth_step). */
+void smtp_auth_line(struct smtp_server *s, const char *line, size_t len);
+/* Replies to the answer of ops->auth (or of smtp_server_auth_done). */
+void smtp_auth_result(struct smtp_server *s, int rc);
+/* The command line was too long for a SASL answer: cancels the step. */
+void smtp_auth_abort(struct smtp_server *s);
+/* RFC 4648 base64 with padding; returns the decoded length, or -1 on
+ * bad input or when it would not fit in cap (buf gets a final NUL). */
+long smtp_base64_decode(const char *in, size_t len, char *buf, size_t cap);
 
 /* smtp_cmd.c: one complete command line without its CRLF / LF */
 void smtp_command(struct smtp_server *s, const char *line, size_t len);

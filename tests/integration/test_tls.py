@@ -1,0 +1,418 @@
+"""TLS and AUTH over the userspace stack with real clients: STARTTLS
+(RFC 3207) on 25 and 587, implicit TLS on 465 (RFC 8314), AUTH PLAIN and
+LOGIN (RFC 4954) against a yescrypt user file, submission rules on 587.
+
+Clients: `openssl s_client` (TLS 1.2 and 1.3, resumption with
+-sess_out/-sess_in), swaks --tls/--tlsc, Python smtplib (starttls +
+login), curl --ssl-reqd smtp:// and smtps://, and raw sockets for the
+abuse cases: a command pipelined behind STARTTLS (CVE-2011-0411),
+plaintext and garbage on 465, AUTH before TLS, 50 wrong passwords
+(delays, per-connection close, per-address lock-out; the right password
+still works from another address), and `dpmailctl user` editing the
+file while the daemon runs.
+
+The certificate is self-signed (scripts/gen-test-cert), made once per
+run; the user file is written with Python's crypt (libxcrypt yescrypt).
+"""
+
+import crypt
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import lab as labmod
+import smtpclient as sc
+import smtplab as sl
+from lab import DAEMON_IP, REPO
+
+pytestmark = [pytest.mark.netns, pytest.mark.pmds("tap")]
+
+WORK = Path(tempfile.mkdtemp(prefix="dpmail-tls-test-"))
+CERT = WORK / "cert.pem"
+KEY = WORK / "key.pem"
+USERS = WORK / "users"
+PASSWORDS = {"alice": "correct horse", "bob@dpmail.test": "b0b-pw"}
+FAIL_DELAY_MS = 150
+CLIENT_MAX_FAILURES = 30
+
+
+def _setup_files():
+    subprocess.run([str(REPO / "scripts" / "gen-test-cert"), str(WORK)],
+                   check=True, capture_output=True)
+    lines = [f"{u}:{crypt.crypt(p, '$y$j9T$' + os.urandom(12).hex()[:16])}"
+             for u, p in PASSWORDS.items()]
+    USERS.write_text("\n".join(lines) + "\n")
+
+
+_setup_files()
+
+CONFIG = dict(
+    smtp={"tls_implicit": "465", "tls_required": "587",
+          "auth_required": "587"},
+    tls={"cert_file": str(CERT), "key_file": str(KEY)},
+    auth={"users_file": str(USERS), "fail_delay_ms": str(FAIL_DELAY_MS),
+          "max_failures": "3",
+          "client_max_failures": str(CLIENT_MAX_FAILURES),
+          "client_window_s": "600"},
+)
+
+
+def lab_config(**extra):
+    cfg = {k: dict(v) for k, v in CONFIG.items()}
+    for sec, kv in extra.items():
+        cfg.setdefault(sec, {}).update(kv)
+    return pytest.mark.lab_config(**cfg)
+
+
+@pytest.fixture(autouse=True)
+def _reachable(lab):
+    sl.wait_reachable(lab)
+
+
+def tls_ctx(verify=True):
+    ctx = ssl.create_default_context(cafile=str(CERT))
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def b64(s):
+    import base64
+    return base64.b64encode(s.encode()).decode()
+
+
+def plain(user, pw):
+    return b64(f"\0{user}\0{pw}")
+
+
+class TlsConn(sc.Conn):
+    """sc.Conn that can switch its socket to TLS (STARTTLS or 465)."""
+
+    def __init__(self, lab, port, implicit=False, src=None, timeout=15.0):
+        s = sc.ns_socket(lab.ns)
+        s.settimeout(timeout)
+        if src:
+            s.bind((src, 0))
+        s.connect((DAEMON_IP, port))
+        if implicit:
+            s = tls_ctx().wrap_socket(s, server_hostname="mx.dpmail.test")
+        self.sock = s
+        self.timeout = timeout
+        self.rd = sc.ReplyReader()
+        self.replies = []
+        self.eof = False
+        self.greeting = self.reply()
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        assert r.code == 220, r
+        assert not self.replies, "reply pipelined before the handshake"
+        self.sock = tls_ctx().wrap_socket(self.sock,
+                                          server_hostname="mx.dpmail.test")
+        return r
+
+
+def s_client(lab, args, stdin="EHLO c.test\nQUIT\n", timeout=30):
+    res = lab.run(["openssl", "s_client", "-connect", f"{DAEMON_IP}:"
+                   + args[0], "-CAfile", str(CERT), "-crlf", "-ign_eof",
+                   "-servername", "mx.dpmail.test"] + args[1:],
+                  check=False, timeout=timeout, input=stdin)
+    return res.returncode, res.stdout + res.stderr
+
+
+# ------------------------------------------------------------ TLS clients
+
+@lab_config()
+@pytest.mark.parametrize("port,extra", [("25", ["-starttls", "smtp"]),
+                                        ("587", ["-starttls", "smtp"]),
+                                        ("465", [])])
+def test_openssl_versions_and_resumption(lab, tmp_path, port, extra):
+    for ver, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        sess = tmp_path / f"sess{ver}"
+        rc, out = s_client(lab, [port, ver, "-sess_out", str(sess)] + extra)
+        assert f"Protocol  : {name}" in out or f"New, {name}" in out, out
+        assert "Verify return code: 0 (ok)" in out, out
+        assert "250 CHUNKING" in out, out
+        assert "221 2.0.0 Bye" in out, out
+        assert sess.exists() and sess.stat().st_size > 0
+        rc, out = s_client(lab, [port, ver, "-sess_in", str(sess)] + extra)
+        assert f"Reused, {name}" in out, out
+        assert "221 2.0.0 Bye" in out, out
+    assert lab.alive()
+
+
+@lab_config()
+def test_swaks_tls_and_tlsc_with_plain_and_login(lab, tmp_path):
+    for args in (["--port", "587", "--tls", "--auth", "PLAIN"],
+                 ["--port", "587", "--tls", "--auth", "LOGIN"],
+                 ["--port", "465", "--tlsc", "--auth", "PLAIN"],
+                 ["--port", "465", "--tlsc", "--auth", "LOGIN"],
+                 ["--port", "25", "--tls", "--auth", "LOGIN"]):
+        res = lab.run(["swaks", "--server", DAEMON_IP, "--to",
+                       "bob@dpmail.test", "--from", "alice@dpmail.test",
+                       "--auth-user", "alice", "--auth-password",
+                       PASSWORDS["alice"], "--timeout", "30",
+                       "--tls-verify", "--tls-ca-path", str(CERT),
+                       "--ehlo", "swaks.test"] + args,
+                      check=False, timeout=60)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out
+        assert "235 2.7.0 Authentication successful" in out, out
+        assert "250 2.0.0 Ok: queued as" in out, out
+    text = lab.log_text()
+    assert "sasl_username=alice" in text
+
+
+@lab_config()
+def test_smtplib_starttls_login_relay_and_received(lab):
+    import smtplib
+    s = sc.NsSMTP(lab.ns, DAEMON_IP, 587, timeout=30)
+    try:
+        s.ehlo("py.test")
+        assert not s.has_extn("auth")       # not before TLS
+        assert s.has_extn("starttls")
+        s.starttls(context=tls_ctx())
+        s.ehlo("py.test")
+        assert not s.has_extn("starttls")
+        assert "PLAIN" in s.esmtp_features["auth"]
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.login("alice", "wrong")
+        assert e.value.smtp_code == 535
+        s.login("alice", PASSWORDS["alice"])
+        # an authenticated user may relay to a remote domain
+        code, _ = s.mail("alice@dpmail.test")
+        assert code == 250
+        code, msg = s.rcpt("someone@remote.example")
+        assert code == 250, msg
+        code, msg = s.rcpt("bob@dpmail.test")
+        assert code == 250
+        code, msg = s.data(b"Subject: hi\r\n\r\nover TLS\r\n")
+        assert code == 250, msg
+        qid = msg.decode().split()[-1]
+    finally:
+        s.quit()
+    recs, _, _ = sl.spool(lab)
+    body = recs[qid]["body_bytes"]
+    assert b"(Authenticated sender: alice)" in body, body
+    assert b"with ESMTPSA" in body, body
+
+
+@lab_config()
+def test_curl_smtp_and_smtps_with_user(lab, tmp_path):
+    f = tmp_path / "m.eml"
+    f.write_bytes(b"Subject: curl\r\n\r\nhello\r\n")
+    for url in (f"smtp://{DAEMON_IP}:587", f"smtps://{DAEMON_IP}:465"):
+        res = lab.run(["curl", "-sS", "-v", "--ssl-reqd", "-k", url,
+                       "--user", f"alice:{PASSWORDS['alice']}",
+                       "--mail-from", "alice@dpmail.test",
+                       "--mail-rcpt", "bob@dpmail.test", "-T", str(f)],
+                      check=False, timeout=60)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out
+        assert "235 2.7.0" in out, out
+
+
+# ------------------------------------------------------------ policy
+
+@lab_config()
+def test_auth_before_tls_refused_and_587_needs_auth(lab):
+    with TlsConn(lab, 25) as c:
+        r = c.ehlo()
+        assert "AUTH" not in r.text and "STARTTLS" in r.text
+        r = c.cmd("AUTH PLAIN " + plain("alice", PASSWORDS["alice"]))
+        assert r.code == 538, r
+        # no AUTH in clear, no relay
+        assert c.cmd("MAIL FROM:<x@remote.example>").code == 250
+        assert c.cmd("RCPT TO:<y@elsewhere.example>").code == 554
+    with TlsConn(lab, 587) as c:
+        c.ehlo()
+        r = c.cmd("MAIL FROM:<alice@dpmail.test>")
+        assert r.code == 530 and "STARTTLS" in r.text, r
+        assert c.cmd("AUTH LOGIN").code == 530
+        c.starttls()
+        r = c.ehlo()
+        assert "AUTH PLAIN LOGIN" in r.text
+        r = c.cmd("MAIL FROM:<alice@dpmail.test>")
+        assert r.code == 530 and "5.7.0" in r.text, r
+        r = c.cmd("AUTH PLAIN " + plain("alice", PASSWORDS["alice"]))
+        assert r.code == 235, r
+        assert c.cmd("MAIL FROM:<alice@dpmail.test>").code == 250
+
+
+@lab_config()
+def test_starttls_injection_discarded(lab):
+    """CVE-2011-0411: commands in the same packet as STARTTLS are dropped,
+    never answered inside TLS."""
+    with TlsConn(lab, 25) as c:
+        c.ehlo()
+        c.send("STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n"
+               "RCPT TO:<alice@dpmail.test>\r\n")
+        r = c.reply()
+        assert r.code == 220, r
+        c.sock = tls_ctx().wrap_socket(c.sock,
+                                       server_hostname="mx.dpmail.test")
+        r = c.cmd("NOOP")
+        assert r.code == 250 and "Ok" in r.text, r   # no injected reply
+        r = c.cmd("RCPT TO:<alice@dpmail.test>")
+        assert r.code == 503, r                       # MAIL was dropped
+        r = c.cmd("MAIL FROM:<a@b.example>")
+        assert r.code == 503 and "HELO" in r.text, r  # HELO forgotten
+        assert c.ehlo().code == 250
+        assert c.cmd("STARTTLS").code == 554
+
+
+@lab_config()
+def test_plaintext_and_garbage_to_465(lab):
+    for junk in (b"EHLO plain.example\r\n", os.urandom(3000),
+                 b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",   # truncated
+                 b"\x16\x03\x01\x40\x00" + b"\x01" * 200):       # lying length
+        s = sc.ns_connect(lab.ns, DAEMON_IP, 465, timeout=15)
+        s.sendall(junk)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        try:
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+        except (ConnectionResetError, socket.timeout):
+            pass
+        s.close()
+        assert b"220" not in got           # never a cleartext greeting
+    # the daemon is up and serves TLS as before
+    rc, out = s_client(lab, ["465", "-tls1_3"])
+    assert "221 2.0.0 Bye" in out, out
+    assert lab.alive()
+
+
+@lab_config()
+def test_abandoned_handshakes(lab):
+    """Half-open handshakes cost nothing lasting: 200 ClientHellos never
+    finished, then a normal session."""
+    socks = []
+    for i in range(200):
+        s = sc.ns_connect(lab.ns, DAEMON_IP, 465 if i % 2 else 25,
+                          timeout=15)
+        if i % 2 == 0:
+            s.recv(4096)
+            s.sendall(b"EHLO x\r\nSTARTTLS\r\n")
+        socks.append(s)
+    for s in socks:
+        s.close()
+    rc, out = s_client(lab, ["465", "-tls1_2"])
+    assert "221 2.0.0 Bye" in out, out
+    assert lab.alive()
+
+
+# ------------------------------------------------------------ passwords
+
+@lab_config()
+def test_fifty_wrong_passwords(lab):
+    lab.run(["ip", "addr", "add", "198.18.0.3/24", "dev", lab.kernel_if])
+    wrong = plain("alice", "not-the-password")
+    times, codes, closes = [], [], 0
+    while len(codes) < 50:
+        with TlsConn(lab, 465, implicit=True) as c:
+            c.ehlo()
+            here = []
+            for _ in range(3):
+                if len(codes) == 50:
+                    break
+                t0 = time.monotonic()
+                r = c.cmd("AUTH PLAIN " + wrong, timeout=30)
+                times.append(time.monotonic() - t0)
+                codes.append(r.code)
+                here.append(r.code)
+            if here == [535, 535, 535]:
+                r = c.reply(timeout=10)
+                assert r.code == 421, r
+                assert c.closed(10)
+                closes += 1
+    n535 = codes.count(535)
+    # every failure was delayed; after client_max_failures the address
+    # is refused outright (454, no hash spent)
+    assert n535 == CLIENT_MAX_FAILURES, codes
+    assert codes.count(454) == 50 - CLIENT_MAX_FAILURES, codes
+    slow = [t for t, k in zip(times, codes) if k == 535]
+    assert min(slow) >= FAIL_DELAY_MS / 1000 * 0.9, slow
+    assert closes == CLIENT_MAX_FAILURES // 3, closes  # 3 each, then 421
+    # still locked from this address, even with the right password
+    with TlsConn(lab, 465, implicit=True) as c:
+        c.ehlo()
+        r = c.cmd("AUTH PLAIN " + plain("alice", PASSWORDS["alice"]))
+        assert r.code == 454, r
+    # the right password works from another address
+    with TlsConn(lab, 465, implicit=True, src="198.18.0.3") as c:
+        c.ehlo()
+        r = c.cmd("AUTH PLAIN " + plain("alice", PASSWORDS["alice"]))
+        assert r.code == 235, r
+    assert lab.alive()
+
+
+@lab_config(auth={"sender_login_match": "yes"})
+def test_sender_login_match(lab):
+    with TlsConn(lab, 587) as c:
+        c.ehlo()
+        c.starttls()
+        c.ehlo()
+        assert c.cmd("AUTH PLAIN " + plain(
+            "bob@dpmail.test", PASSWORDS["bob@dpmail.test"])).code == 235
+        r = c.cmd("MAIL FROM:<alice@dpmail.test>")
+        assert r.code == 553, r
+        assert c.cmd("MAIL FROM:<bob@dpmail.test>").code == 250
+
+
+def dpmailctl():
+    p = labmod.daemon_binary().parent / "dpmailctl"
+    if not p.exists():
+        pytest.skip(f"{p} not built")
+    return str(p)
+
+
+@lab_config()
+def test_dpmailctl_user_and_reload(lab, tmp_path):
+    ctl = dpmailctl()
+    env = dict(os.environ)
+    # the daemon's own file: add carol, she can log in without a restart
+    res = subprocess.run([ctl, "user", "add", "carol", "--file", str(USERS),
+                          "--password-stdin"], input="carol-pw\n",
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "carol-pw" not in USERS.read_text()
+    assert "carol:$y$" in USERS.read_text()
+    res = subprocess.run([ctl, "user", "list", "--file", str(USERS)],
+                         capture_output=True, text=True)
+    assert "carol" in res.stdout.split()
+    ok = False
+    for _ in range(30):
+        with TlsConn(lab, 465, implicit=True, src=None) as c:
+            c.ehlo()
+            r = c.cmd("AUTH PLAIN " + plain("carol", "carol-pw"))
+        if r.code == 235:
+            ok = True
+            break
+        time.sleep(FAIL_DELAY_MS / 1000 + 0.3)
+    assert ok
+    res = subprocess.run([ctl, "user", "passwd", "carol", "--file",
+                          str(USERS), "--password-stdin"], input="new-pw\n",
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([ctl, "user", "del", "carol", "--file", str(USERS)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "carol" not in USERS.read_text()
+    # usage errors: no password on argv, unknown user
+    res = subprocess.run([ctl, "user", "add", "dave", "pw", "--file",
+                          str(USERS)], capture_output=True, text=True)
+    assert res.returncode == 2
+    res = subprocess.run([ctl, "user", "del", "nobody", "--file",
+                          str(USERS)], capture_output=True, text=True)
+    assert res.returncode == 1
