@@ -62,6 +62,7 @@ static const char *const bare_names[] = { "reject", "normalize", NULL };
 static const char *const vrfy_names[] = { "252", "disabled", NULL };
 static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
 static const char *const auth_plain_names[] = { "no", "trusted", "yes", NULL };
+static const char *const mta_tls_names[] = { "none", "may", "encrypt", "verify", NULL };
 
 static const struct key keys[] = {
 	{ "eal", "lcores", K_STR, DP(lcores), 0, 0, NULL },
@@ -196,6 +197,9 @@ static const struct key keys[] = {
 	{ "mta", "dns_timeout_ms", K_U32, OU(dns_timeout_ms), 10, 60000, NULL },
 	{ "mta", "dns_retries", K_U32, OU(dns_retries), 0, 10, NULL },
 	{ "mta", "max_conns", K_U32, OU(max_conns), 1, 1u << 20, NULL },
+	{ "mta", "tls_policy", K_ENUM, OU(tls_policy), 0, 0, mta_tls_names },
+	{ "mta", "tls_ca_file", K_LIST, OU(tls_ca_file), 0, 0, NULL },
+	{ "mta", "tls_policy_map", K_LIST, OU(tls_policy_map), 0, 0, NULL },
 	{ "mailbox", "dir", K_STR, QM(mailbox.dir), 0, 0, NULL },
 	{ "mailbox", "quota_bytes", K_U64, QM(mailbox.quota_bytes), 0, UINT64_MAX, NULL },
 	{ "mailbox", "quota_messages", K_U32, QM(mailbox.quota_messages), 0, UINT32_MAX, NULL },

@@ -36,7 +36,7 @@ static void user_usage(FILE *f)
 		"       dpmailctl user passwd NAME [--password-stdin] [OPTS]\n"
 		"       dpmailctl user del NAME [OPTS]\n"
 		"       dpmailctl user list [OPTS]\n"
-		"OPTS: --file USERS_FILE | --config CONF (default %s/dpmail.conf,\n"
+		"OPTS: --file USERS_FILE | -c CONF (default %s/dpmail.conf,\n"
 		"      its [auth] users_file)\n"
 		"The password is asked on the terminal, or read from the first\n"
 		"line of stdin with --password-stdin; never given as an argument.\n"
@@ -175,7 +175,8 @@ int dpmailctl_user(int argc, char **argv)
 			pw_stdin = true;
 		} else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) {
 			file = argv[++i];
-		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+		} else if ((strcmp(argv[i], "--config") == 0 ||
+			    strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
 			conf = argv[++i];
 		} else if (strcmp(argv[i], "--senders") == 0 && i + 1 < argc) {
 			senders = argv[++i];

@@ -585,6 +585,7 @@ void mta_out_conf_defaults(struct mta_out_conf *c)
 	c->conn_cache_ms = 2000;
 	c->cache_max = 64;
 	c->max_conns = 256;
+	c->tls_policy = MTA_TLS_MAY;
 }
 
 struct mta_out *mta_out_new(struct stack *st, unsigned worker,
@@ -614,6 +615,8 @@ struct mta_out *mta_out_new(struct stack *st, unsigned worker,
 	if (o->helo == NULL)
 		goto fail;
 	o->conf.helo_name = o->helo;
+	if (mo_tls_init(o) != 0)
+		goto fail;
 	if (c->n_resolvers) {
 		struct mta_dns_conf dc;
 
@@ -640,6 +643,7 @@ fail:
 		if (o->udp_port[i] > 0)
 			udp_unbind(st, (uint16_t)o->udp_port[i]);
 	mta_dns_free(o->dns);
+	mo_tls_free(o);
 	free(o->helo);
 	free(o);
 	return NULL;
@@ -924,6 +928,7 @@ void mta_out_free(struct mta_out *o)
 	mta_out_stop(o);
 	mo_reap(o);
 	mta_dns_free(o->dns);
+	mo_tls_free(o);
 	free(o->helo);
 	free(o);
 }

@@ -89,6 +89,18 @@ struct mta_out_conf {
 					    worker at once, default 256; jobs
 					    beyond wait in a FIFO */
 	uint32_t data_block;             /* passed to smtp_client_conf */
+	/* Outbound STARTTLS (RFC 3207), per destination (the next hop's
+	 * host): none (never), may (when offered; default), encrypt
+	 * (TLS or defer), verify (TLS with a certificate that chains to
+	 * tls_ca_file and names the MX host, or defer). tls_policy_map
+	 * overrides the default per host: "example.org:verify, x.test:none". */
+	uint32_t tls_policy;             /* enum mta_tls_policy */
+	char tls_ca_file[512];           /* "" = the system's bundle */
+	char tls_policy_map[1024];
+};
+
+enum mta_tls_policy {
+	MTA_TLS_NONE = 0, MTA_TLS_MAY, MTA_TLS_ENCRYPT, MTA_TLS_VERIFY,
 };
 
 /* The defaults above; no resolver, helo_name NULL. */

@@ -6,15 +6,29 @@
  * quitting. It is marked dead once its TCP handle is closed, aborted or
  * ended by on_closed, and freed by mo_reap() at the start of the next
  * poll or tick, never inside a callback of the stack or the engine.
+ *
+ * STARTTLS (RFC 3207): when the destination's policy is not "none" and
+ * the server offers it, the first ops->ready sends STARTTLS; on its 220
+ * a tls_conn (client, SNI = the host's name) takes over the stream and
+ * the engine says EHLO again once the handshake is done. "may" goes on
+ * in clear when STARTTLS is not offered or refused; "encrypt" and
+ * "verify" end the session instead (the recipients are deferred), and
+ * "verify" also ends it when the certificate does not chain to the CA
+ * file or does not name the host. The handshake runs on this worker.
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/log.h"
 #include "mta/mta_out_int.h"
 #include "tcpstack/stack.h"
 #include "tcpstack/tcp.h"
+#include "tls/tls.h"
+
+#define TLS_READ_CHUNK 4096
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 static const struct smtp_client_ops client_ops;
 
@@ -74,6 +88,7 @@ static void conn_free(struct conn *c)
 		c->next->prev = c->prev;
 	o->st_.conns_live--;
 	smtp_client_free(c->cl);
+	tls_conn_free(c->tls);
 	free(c->out);
 	free(c);
 }
@@ -98,10 +113,49 @@ void mo_conn_abort(struct conn *c)
 	mo_conn_dead(c);
 }
 
+/* TLS: plaintext into the tls_conn, its records onto the stream. */
+static void tls_flush(struct conn *c)
+{
+	for (;;) {
+		bool moved = false;
+		const uint8_t *p;
+		size_t n;
+
+		if (c->out_len > 0 && !tls_conn_failed(c->tls)) {
+			ssize_t k = tls_conn_write(c->tls, c->out, c->out_len);
+			if (k > 0) {
+				memmove(c->out, c->out + k, c->out_len - (size_t)k);
+				c->out_len -= (size_t)k;
+				moved = true;
+			} else if (k < 0) {
+				c->out_len = 0;
+			}
+		}
+		p = tls_conn_out_peek(c->tls, &n);
+		if (p != NULL && n > 0) {
+			ssize_t k = tcp_send(c->tc, p, n);
+			if (k < 0) {
+				c->out_len = 0;
+				return;
+			}
+			if (k > 0) {
+				tls_conn_out_consume(c->tls, (size_t)k);
+				moved = true;
+			}
+		}
+		if (!moved)
+			return;
+	}
+}
+
 static void flush_out(struct conn *c)
 {
 	ssize_t n;
 
+	if (c->tc != NULL && c->tls != NULL) {
+		tls_flush(c);
+		return;
+	}
 	if (c->tc == NULL || c->out_len == 0)
 		return;
 	n = tcp_send(c->tc, c->out, c->out_len);
@@ -125,6 +179,7 @@ void mo_conn_pump(struct conn *c)
 	    smtp_client_stage(c->cl) != SMTP_CLIENT_CLOSED)
 		smtp_client_lost(c->cl);
 	while (c->cl && c->tc && !c->dead && c->out_len == 0 &&
+	       (c->tls == NULL || tls_conn_pending_out(c->tls) == 0) &&
 	       smtp_client_stage(c->cl) == SMTP_CLIENT_DATA_BLOCK) {
 		/* a block waits for real room, not a few bytes */
 		if (tcp_send_space(c->tc) < tcp_send_lowat(c->tc)) {
@@ -165,6 +220,7 @@ struct conn *mo_conn_new(struct mta_out *o, const char *name,
 	}
 	c->ip = ip;
 	c->port = port;
+	mo_strfmt(c->name, sizeof(c->name), "%s", name);
 	mo_strfmt(c->key, sizeof(c->key), "%s", key);
 	mo_ip_str(ip, a, sizeof(a));
 	mo_strfmt(c->relay, sizeof(c->relay), "%s[%s]:%u", name, a,
@@ -186,7 +242,7 @@ static void op_write(void *user, const void *data, size_t len)
 
 	if (c->tc == NULL)
 		return;
-	if (c->out_len == 0) {
+	if (c->out_len == 0 && c->tls == NULL) {
 		n = tcp_send(c->tc, data, len);
 		if (n < 0)
 			return;
@@ -213,6 +269,59 @@ static void op_write(void *user, const void *data, size_t len)
 	}
 	memcpy(c->out + c->out_len, (const uint8_t *)data + n, len);
 	c->out_len += len;
+	if (c->tls != NULL)
+		tls_flush(c);
+}
+
+/* The policy for host: tls_policy_map's entry ("host:level, ..."),
+ * else the default. */
+static uint8_t tls_policy_for(const struct mta_out *o, const char *host)
+{
+	static const char *const names[] = { "none", "may", "encrypt",
+					     "verify" };
+	const char *p = o->conf.tls_policy_map;
+	size_t hl = strlen(host);
+
+	while (*p != '\0') {
+		const char *end = strchr(p, ','), *colon;
+		size_t l;
+
+		while (*p == ' ')
+			p++;
+		l = end ? (size_t)(end - p) : strlen(p);
+		colon = memchr(p, ':', l);
+		if (colon != NULL && (size_t)(colon - p) == hl &&
+		    strncasecmp(p, host, hl) == 0) {
+			const char *v = colon + 1;
+			size_t vl = l - hl - 1;
+
+			while (vl > 0 && v[vl - 1] == ' ')
+				vl--;
+			for (uint8_t i = 0; i < 4; i++)
+				if (strlen(names[i]) == vl &&
+				    strncmp(names[i], v, vl) == 0)
+					return i;
+		}
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return (uint8_t)o->conf.tls_policy;
+}
+
+/* TLS demanded and not to be had: the session ends, the recipients wait
+ * (maybe for another MX). */
+static void tls_give_up(struct conn *c, const char *why)
+{
+	if (c->d)
+		mo_why_add(c->d->j, "%s: TLS is required (%s): %s", c->relay,
+			   c->tls_policy == MTA_TLS_VERIFY ? "verify" :
+			   "encrypt", why);
+	LOG_RL(LOG_NOTICE, "mta_out: %s: TLS required: %s", c->relay, why);
+	if (smtp_client_stage(c->cl) == SMTP_CLIENT_READY)
+		smtp_client_quit(c->cl);
+	else
+		smtp_client_lost(c->cl);
 }
 
 static void op_ready(void *user)
@@ -221,7 +330,47 @@ static void op_ready(void *user)
 
 	if (c->d == NULL || c->dead)
 		return;
+	if (!c->tls_decided) {
+		c->tls_decided = true;
+		c->tls_policy = c->o->tls ? tls_policy_for(c->o, c->d->j->nh.host)
+					  : MTA_TLS_NONE;
+		if (c->tls_policy != MTA_TLS_NONE &&
+		    smtp_client_starttls(c->cl) == 0)
+			return; /* ops->starttls answers */
+		if (c->tls_policy >= MTA_TLS_ENCRYPT) {
+			tls_give_up(c, "STARTTLS not offered");
+			return;
+		}
+	}
+	if (c->tls_refused && c->tls_policy >= MTA_TLS_ENCRYPT) {
+		tls_give_up(c, "STARTTLS refused");
+		return;
+	}
 	mo_dlv_send_next(c->d);
+}
+
+static void op_starttls(void *user, const struct smtp_client_reply *r)
+{
+	struct conn *c = user;
+
+	if (r->code != 220) {
+		c->tls_refused = true;
+		LOG_RL(LOG_INFO, "mta_out: %s: STARTTLS refused: %u %s",
+		       c->relay, r->code, r->text);
+		return; /* op_ready follows */
+	}
+	c->tls = tls_conn_new(c->o->tls, c->name);
+	if (c->tls == NULL || tls_conn_start(c->tls) != 0) {
+		LOG_RL(LOG_WARNING, "mta_out: %s: no memory for TLS",
+		       c->relay);
+		if (c->tc) {
+			tcp_abort(c->tc);
+			c->tc = NULL;
+		}
+		return; /* the engine is lost at the next pump */
+	}
+	c->out_len = 0; /* nothing in clear follows STARTTLS */
+	tls_flush(c);
 }
 
 static void op_done(void *user, const struct smtp_client_msg *sm)
@@ -288,6 +437,7 @@ static const struct smtp_client_ops client_ops = {
 	.ready = op_ready,
 	.done = op_done,
 	.close = op_close,
+	.starttls = op_starttls,
 };
 
 /* ---- the stream's callbacks ------------------------------------------ */
@@ -304,6 +454,44 @@ static void on_connected(struct tcp_conn *tc, void *user)
 	mo_conn_pump(c); /* the greeting's timer */
 }
 
+/* Network bytes into the tls_conn; once its handshake is done (and the
+ * policy is met) the engine says EHLO again; plaintext to the engine. */
+static void tls_input(struct conn *c, const uint8_t *data, size_t len)
+{
+	uint8_t buf[TLS_READ_CHUNK];
+	ssize_t r;
+
+	if (tls_conn_feed(c->tls, data, len) != 0 || tls_conn_failed(c->tls)) {
+		LOG_RL(LOG_INFO, "mta_out: %s: TLS failed: %s", c->relay,
+		       tls_conn_error(c->tls));
+		if (c->d)
+			mo_why_add(c->d->j, "%s: TLS failed: %s", c->relay,
+				   tls_conn_error(c->tls));
+		tls_flush(c); /* the alert */
+		smtp_client_lost(c->cl);
+		return;
+	}
+	if (!c->tls_done && tls_conn_handshake_done(c->tls)) {
+		char desc[160];
+
+		c->tls_done = true;
+		tls_conn_describe(c->tls, desc, sizeof(desc));
+		if (c->tls_policy == MTA_TLS_VERIFY &&
+		    !tls_conn_peer_verified(c->tls)) {
+			tls_give_up(c, "the certificate is not trusted or does "
+				    "not name the host");
+			return;
+		}
+		LOG(LOG_INFO, "mta_out: %s: TLS %s: %s", c->relay,
+		    tls_conn_peer_verified(c->tls) ? "verified" : "unverified",
+		    desc);
+		smtp_client_tls_up(c->cl);
+	}
+	while ((r = tls_conn_read(c->tls, buf, sizeof(buf))) > 0 && !c->dead)
+		smtp_client_input(c->cl, buf, (size_t)r);
+	tls_flush(c);
+}
+
 static void on_data(struct tcp_conn *tc, void *user, const uint8_t *data,
 		    size_t len)
 {
@@ -312,7 +500,10 @@ static void on_data(struct tcp_conn *tc, void *user, const uint8_t *data,
 	(void)tc;
 	if (c->dead)
 		return;
-	smtp_client_input(c->cl, data, len);
+	if (c->tls != NULL)
+		tls_input(c, data, len);
+	else
+		smtp_client_input(c->cl, data, len);
 	mo_conn_pump(c);
 }
 
@@ -377,3 +568,43 @@ const struct tcp_callbacks mo_conn_cb = {
 	.on_peer_closed = on_peer_closed,
 	.on_closed = on_closed,
 };
+
+/* ---- the client TLS context ------------------------------------------ */
+
+int mo_tls_init(struct mta_out *o)
+{
+	struct tls_ctx_conf tc;
+	char err[256];
+	bool verify = o->conf.tls_policy == MTA_TLS_VERIFY ||
+		      strstr(o->conf.tls_policy_map, ":verify") != NULL;
+
+	if (o->conf.tls_policy == MTA_TLS_NONE &&
+	    o->conf.tls_policy_map[0] == '\0')
+		return 0;
+	tls_ctx_conf_defaults(&tc);
+	tc.role = TLS_CLIENT;
+	/* OPTIONAL: the handshake goes on; "verify" checks the result */
+	tc.ca_file = o->conf.tls_ca_file[0] ? o->conf.tls_ca_file
+					    : SYSTEM_CA_FILE;
+	tc.verify = TLS_VERIFY_OPTIONAL;
+	if (tls_ctx_new(&tc, &o->tls, err, sizeof(err)) == 0)
+		return 0;
+	if (verify) {
+		LOG(LOG_ERR, "mta_out: TLS: %s", err);
+		return -1;
+	}
+	/* "may" without a CA bundle: encrypt, never verify */
+	tc.ca_file = NULL;
+	tc.verify = TLS_VERIFY_NONE;
+	if (tls_ctx_new(&tc, &o->tls, err, sizeof(err)) != 0) {
+		LOG(LOG_ERR, "mta_out: TLS: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+void mo_tls_free(struct mta_out *o)
+{
+	tls_ctx_free(o->tls);
+	o->tls = NULL;
+}

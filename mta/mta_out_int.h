@@ -34,6 +34,12 @@ struct conn {
 	uint32_t ip;
 	uint16_t port;
 	bool connecting, idle, quitting, dead;
+	/* STARTTLS (mta_out_conn.c): once the 220 came, every byte goes
+	 * through tls; out then holds plaintext not yet taken by it */
+	struct tls_conn *tls;
+	uint8_t tls_policy;             /* enum mta_tls_policy */
+	bool tls_decided, tls_refused, tls_done;
+	char name[MTA_HOST_MAX + 1];    /* the host, for SNI and verify */
 	char key[KEY_MAX];
 	char relay[MTA_HOST_MAX + 32];  /* "name[a.b.c.d]:port" */
 };
@@ -95,9 +101,15 @@ struct mta_out {
 	unsigned n_nomem;
 	bool stopped;
 	struct mta_out_stats st_;
+	struct tls_ctx *tls;            /* client context; NULL: no STARTTLS */
 };
 
 extern const struct tcp_callbacks mo_conn_cb;
+
+/* mta_out_conn.c: the client TLS context from conf (start-up only: it
+ * reads the CA file). 0 or -1 (logged). */
+int mo_tls_init(struct mta_out *o);
+void mo_tls_free(struct mta_out *o);
 
 /* helpers (mta_out.c) */
 uint64_t mo_now_ms(const struct mta_out *o);

@@ -348,6 +348,10 @@ void smtp_client_reply_done(struct smtp_client *c)
 	const struct smtp_client_reply *r = &c->rx.r;
 	unsigned cls = r->code / 100;
 
+	/* RFC 3207 4.2 (the client side of CVE-2011-0411): cleartext
+	 * after "220 Ready to start TLS" is never believed */
+	if (c->stage == SMTP_CLIENT_STARTTLS && c->tls_wait)
+		return;
 	if (c->stage == SMTP_CLIENT_QUIT) {
 		if (c->end == SMTP_CLIENT_END_QUIT)
 			finish_close(c, SMTP_CLIENT_END_QUIT, r);
@@ -416,6 +420,18 @@ void smtp_client_reply_done(struct smtp_client *c)
 		} else {
 			c->stats.protocol_errors++;
 			host_fail(c, SMTP_CLIENT_END_HOST_TEMP, r, true);
+		}
+		break;
+	case SMTP_CLIENT_STARTTLS:
+		if (r->code == 220) {
+			c->tls_wait = true;
+			c->ops.starttls(c->user, r);
+		} else if (cls == 3 || cls == 2) {
+			smtp_client_protocol_error(c, "unexpected reply");
+		} else {
+			c->ops.starttls(c->user, r);
+			if (c->stage == SMTP_CLIENT_STARTTLS)
+				become_ready(c);
 		}
 		break;
 	case SMTP_CLIENT_READY:
@@ -543,6 +559,35 @@ int smtp_client_send(struct smtp_client *c, const struct envelope *env,
 	smtp_client_write(c, b.p, b.len);
 	free(b.p);
 	return 0;
+}
+
+int smtp_client_starttls(struct smtp_client *c)
+{
+	if (c->stage != SMTP_CLIENT_READY)
+		return -EBUSY;
+	if (c->tls || c->ops.starttls == NULL ||
+	    !(c->caps.flags & SMTP_CAP_STARTTLS))
+		return -EOPNOTSUPP;
+	c->stage = SMTP_CLIENT_STARTTLS;
+	write_str(c, "STARTTLS\r\n");
+	return 0;
+}
+
+void smtp_client_tls_up(struct smtp_client *c)
+{
+	if (c->stage != SMTP_CLIENT_STARTTLS || !c->tls_wait)
+		return;
+	c->tls_wait = false;
+	c->tls = true;
+	c->esmtp = false;
+	memset(&c->caps, 0, sizeof(c->caps));
+	c->stage = SMTP_CLIENT_EHLO;
+	write_helo(c, "EHLO");
+}
+
+bool smtp_client_tls_on(const struct smtp_client *c)
+{
+	return c->tls;
 }
 
 int smtp_client_quit(struct smtp_client *c)

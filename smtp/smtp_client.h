@@ -27,8 +27,9 @@
  * Extensions used when the server offers them: PIPELINING (RFC 2920:
  * MAIL, every RCPT and DATA in one write), SIZE (1870), 8BITMIME (6152),
  * SMTPUTF8 (6531), DSN (3461: RET, ENVID, NOTIFY, ORCPT, xtext encoded),
- * ENHANCEDSTATUSCODES (2034). CHUNKING, STARTTLS and AUTH are only
- * recorded (smtp_client_caps).
+ * ENHANCEDSTATUSCODES (2034), STARTTLS (3207: when the caller asks,
+ * smtp_client_starttls). CHUNKING and AUTH are only recorded
+ * (smtp_client_caps).
  *
  * Decided here, before anything is sent (every recipient of the message
  * bounced, reply.local set, the connection stays ready):
@@ -93,6 +94,8 @@ enum smtp_client_stage {
 	SMTP_CLIENT_RSET,        /* 5 min */
 	SMTP_CLIENT_QUIT,        /* waiting for 221: 5 min */
 	SMTP_CLIENT_CLOSED,      /* ops->close was called: no timer */
+	SMTP_CLIENT_STARTTLS,    /* waiting for 220, then the caller's TLS
+				    handshake (smtp_client_tls_up): 5 min */
 };
 
 /* EHLO keywords seen (smtp_client_caps). */
@@ -186,6 +189,13 @@ struct smtp_client_ops {
 	 * timeouts and protocol errors). Nothing is written after it. */
 	void (*close)(void *user, enum smtp_client_end end,
 		      const struct smtp_client_reply *why);
+	/* The answer to smtp_client_starttls (RFC 3207): 220 = the caller
+	 * starts the TLS handshake on the stream now (bytes the server
+	 * sent after the 220 in clear are dropped here) and calls
+	 * smtp_client_tls_up() once it is done; any other reply = STARTTLS
+	 * refused, the session goes on in clear (ops->ready follows) and
+	 * the caller decides. NULL: STARTTLS is never sent. */
+	void (*starttls)(void *user, const struct smtp_client_reply *r);
 };
 
 struct smtp_client_stats {
@@ -220,6 +230,16 @@ void smtp_client_input(struct smtp_client *c, const uint8_t *data,
  */
 int smtp_client_send(struct smtp_client *c, const struct envelope *env,
 		     const uint32_t *idx, uint32_t n);
+
+/* STARTTLS (when the server offered it and TLS is not on yet). Only in
+ * READY: 0, -EBUSY (not ready), -EOPNOTSUPP (not offered, already TLS,
+ * or no ops->starttls). */
+int smtp_client_starttls(struct smtp_client *c);
+/* The caller's handshake after the 220 is done: the engine forgets
+ * what EHLO told it (RFC 3207 4.2) and sends EHLO again. */
+void smtp_client_tls_up(struct smtp_client *c);
+/* TLS is on (smtp_client_tls_up was called). */
+bool smtp_client_tls_on(const struct smtp_client *c);
 
 /* QUIT, then ops->close(END_QUIT) at its reply. Only in READY:
  * returns 0 or -EBUSY. */

@@ -45,6 +45,8 @@ struct smtp_client {
 	bool esmtp;        /* EHLO accepted */
 	bool pipelining;   /* this message's commands went in one write */
 	bool in_input;     /* inside smtp_client_input */
+	bool tls;          /* smtp_client_tls_up was called */
+	bool tls_wait;     /* 220 to STARTTLS read: the handshake runs */
 
 	/* the message in flight */
 	const struct envelope *env;

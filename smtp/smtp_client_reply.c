@@ -33,6 +33,7 @@ const char *smtp_client_stage_name(enum smtp_client_stage s)
 		[SMTP_CLIENT_RSET] = "RSET",
 		[SMTP_CLIENT_QUIT] = "QUIT",
 		[SMTP_CLIENT_CLOSED] = "closed",
+		[SMTP_CLIENT_STARTTLS] = "STARTTLS",
 	};
 
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";

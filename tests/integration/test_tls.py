@@ -416,3 +416,228 @@ def test_dpmailctl_user_and_reload(lab, tmp_path):
     res = subprocess.run([ctl, "user", "del", "nobody", "--file",
                           str(USERS)], capture_output=True, text=True)
     assert res.returncode == 1
+
+
+# ------------------------------------------------------------ outbound
+
+SINK_IP = "198.18.0.1"
+
+
+class TlsSink:
+    """A small SMTP server on the kernel side (threads), offering STARTTLS
+    with its own certificate when `tls`; records every message and
+    whether it came over TLS."""
+
+    def __init__(self, lab, port, tls=True):
+        import threading
+        self.tls = tls
+        self.msgs = []
+        self.ctx = None
+        if tls:
+            d = Path(tempfile.mkdtemp(prefix="dpmail-sink-"))
+            subprocess.run([str(REPO / "scripts" / "gen-test-cert"), str(d),
+                            "sink.example"], check=True, capture_output=True)
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(str(d / "cert.pem"), str(d / "key.pem"))
+            self.cert = d / "cert.pem"
+        self.ls = sc.ns_socket(lab.ns)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind((SINK_IP, port))
+        self.ls.listen(16)
+        self.t = threading.Thread(target=self._accept, daemon=True)
+        self.t.start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(s,),
+                             daemon=True).start()
+
+    def _session(self, s):
+        s.settimeout(30)
+        f = s.makefile("rb")
+        tls = None
+        try:
+            s.sendall(b"220 sink.example ESMTP\r\n")
+            frm, rcpts = None, []
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.strip().decode(errors="replace")
+                up = cmd.upper()
+                if up.startswith("EHLO"):
+                    ext = ["sink.example", "8BITMIME", "SIZE 100000000"]
+                    if self.tls and tls is None:
+                        ext.append("STARTTLS")
+                    s.sendall("".join(
+                        f"250{'-' if i < len(ext) - 1 else ' '}{e}\r\n"
+                        for i, e in enumerate(ext)).encode())
+                elif up == "STARTTLS" and self.tls and tls is None:
+                    s.sendall(b"220 2.0.0 go ahead\r\n")
+                    s = self.ctx.wrap_socket(s, server_side=True)
+                    tls = s.version()
+                    f = s.makefile("rb")
+                elif up.startswith("MAIL FROM:"):
+                    frm, rcpts = cmd[10:], []
+                    s.sendall(b"250 2.1.0 ok\r\n")
+                elif up.startswith("RCPT TO:"):
+                    rcpts.append(cmd[8:])
+                    s.sendall(b"250 2.1.5 ok\r\n")
+                elif up == "DATA":
+                    s.sendall(b"354 go\r\n")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n"):
+                        chunk = f.readline()
+                        if not chunk:
+                            return
+                        data += chunk
+                    self.msgs.append({"from": frm, "rcpts": rcpts,
+                                      "tls": tls, "data": data})
+                    s.sendall(b"250 2.0.0 queued\r\n")
+                elif up == "QUIT":
+                    s.sendall(b"221 2.0.0 bye\r\n")
+                    return
+                else:
+                    s.sendall(b"250 2.0.0 ok\r\n")
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def wait(self, n, timeout=60):
+        deadline = time.monotonic() + timeout
+        while len(self.msgs) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return len(self.msgs) >= n
+
+    def close(self):
+        self.ls.close()
+
+
+def submit_remote(lab, rcpt="far@remote.example"):
+    s = sc.NsSMTP(lab.ns, DAEMON_IP, 587, timeout=30)
+    try:
+        s.starttls(context=tls_ctx())
+        s.login("alice", PASSWORDS["alice"])
+        s.sendmail("alice@dpmail.test", [rcpt],
+                   b"Subject: out\r\n\r\nrelayed over TLS\r\n")
+    finally:
+        s.quit()
+
+
+@lab_config(mta={"relayhost": f"[{SINK_IP}]:2526"})
+def test_outbound_starttls_may(lab):
+    sink = TlsSink(lab, 2526)
+    try:
+        submit_remote(lab)
+        assert sink.wait(1), lab.log_tail()
+        m = sink.msgs[0]
+        assert m["tls"] in ("TLSv1.3", "TLSv1.2"), m
+        assert b"relayed over TLS" in m["data"]
+        assert "mta_out: " in lab.log_text() and "TLS unverified" in \
+            lab.log_text(), lab.log_tail()
+    finally:
+        sink.close()
+
+
+@lab_config(mta={"relayhost": f"[{SINK_IP}]:2527"})
+def test_outbound_may_without_starttls_goes_in_clear(lab):
+    sink = TlsSink(lab, 2527, tls=False)
+    try:
+        submit_remote(lab)
+        assert sink.wait(1), lab.log_tail()
+        assert sink.msgs[0]["tls"] is None
+    finally:
+        sink.close()
+
+
+@lab_config(mta={"relayhost": f"[{SINK_IP}]:2528",
+                 "tls_policy_map": f"{SINK_IP}:encrypt"})
+def test_outbound_encrypt_defers_without_starttls(lab):
+    sink = TlsSink(lab, 2528, tls=False)
+    try:
+        submit_remote(lab)
+        sl.wait_for(lambda: "TLS required" in lab.log_text(), 30,
+                    what="TLS required in the log")
+        time.sleep(0.5)
+        assert sink.msgs == []
+    finally:
+        sink.close()
+
+
+@lab_config(mta={"relayhost": f"[{SINK_IP}]:2529", "tls_policy": "verify",
+                 "tls_ca_file": str(CERT)})
+def test_outbound_verify_refuses_an_untrusted_certificate(lab):
+    sink = TlsSink(lab, 2529)       # its own CA, not CERT
+    try:
+        submit_remote(lab)
+        sl.wait_for(lambda: "not trusted" in lab.log_text(), 30,
+                    what="verification failure in the log")
+        time.sleep(0.5)
+        assert sink.msgs == []
+    finally:
+        sink.close()
+
+
+# ------------------------------------------------------------ figures
+
+@lab_config()
+def test_handshake_and_hash_cost_on_the_worker(lab):
+    """Not a benchmark (no timing asserts): how much worker time one TLS
+    handshake costs (smtp.tls_handshake_us / smtp.tls_handshakes, full
+    and resumed) and what a yescrypt check costs on the verifier thread
+    (smtp.auth_hash_us / checks). Recorded with $DPMAIL_RESULTS."""
+    def full_handshakes(n):
+        for _ in range(n):
+            s = sc.ns_connect(lab.ns, DAEMON_IP, 465, timeout=15)
+            t = tls_ctx().wrap_socket(s, server_hostname="mx.dpmail.test")
+            t.recv(512)                        # the greeting
+            t.close()
+    c0 = lab.counters()
+    full_handshakes(20)
+    c1 = lab.counters()
+    ctx = tls_ctx()
+    s = sc.ns_connect(lab.ns, DAEMON_IP, 465, timeout=15)
+    t = ctx.wrap_socket(s, server_hostname="mx.dpmail.test")
+    t.recv(512)
+    sess = t.session
+    t.close()
+    c2 = lab.counters()
+    resumed = 0
+    for _ in range(20):
+        s = sc.ns_connect(lab.ns, DAEMON_IP, 465, timeout=15)
+        t = ctx.wrap_socket(s, server_hostname="mx.dpmail.test",
+                            session=sess)
+        t.recv(512)
+        resumed += t.session_reused
+        if t.session is not None:
+            sess = t.session
+        t.close()
+    c3 = lab.counters()
+    with TlsConn(lab, 465, implicit=True) as c:
+        c.ehlo()
+        assert c.cmd("AUTH PLAIN " + plain("alice",
+                                           PASSWORDS["alice"])).code == 235
+    c4 = lab.counters()
+    d_full = labmod.counter_delta(c0, c1)
+    d_res = labmod.counter_delta(c2, c3)
+    d_auth = labmod.counter_delta(c3, c4)
+    assert d_full["smtp.tls_handshakes"] == 20
+    assert resumed >= 15 and d_res["smtp.tls_resumed"] >= 15
+    fig = {
+        "full_handshake_us": d_full["smtp.tls_handshake_us"] / 20,
+        "resumed_handshake_us": d_res["smtp.tls_handshake_us"] /
+        max(1, d_res["smtp.tls_handshakes"]),
+        "resumed": d_res["smtp.tls_resumed"],
+        "yescrypt_check_us": d_auth["smtp.auth_hash_us"],
+    }
+    print("figures:", fig)
+    labmod.record_result("tls_handshake_cost", fig)
