@@ -16,139 +16,23 @@
 
 #include "common/parse.h"
 #include "mta/mta_route.h"
-
-struct strset {
-	char **v;
-	size_t n, cap;
-};
+#include "mta/mta_strset.h"
 
 struct net {
 	uint32_t addr, mask; /* host order */
 };
 
 struct mta_policy {
-	struct strset local;     /* local domains */
-	struct strset relay;     /* relay domains; ".x" = subdomains of x */
-	struct strset users;     /* "alice" or "alice@example.org" */
+	struct mta_strset local; /* local domains */
+	struct mta_strset relay; /* relay domains; ".x" = subdomains of x */
+	struct mta_strset users; /* "alice" or "alice@example.org" */
 	struct net *nets;
 	size_t nnets;
 	const struct mta_route *route; /* not owned; NULL: none */
 };
 
-static void lower(char *s)
-{
-	for (; *s != '\0'; s++)
-		*s = (char)tolower((unsigned char)*s);
-}
-
-static int strset_add(struct strset *s, const char *v, size_t len)
-{
-	char *c;
-
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		char **n = realloc(s->v, cap * sizeof(*n));
-		if (n == NULL)
-			return -ENOMEM;
-		s->v = n;
-		s->cap = cap;
-	}
-	c = strndup(v, len);
-	if (c == NULL)
-		return -ENOMEM;
-	lower(c);
-	s->v[s->n++] = c;
-	return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void strset_seal(struct strset *s)
-{
-	size_t o = 0;
-
-	if (s->n == 0)
-		return;
-	qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-	for (size_t i = 1; i < s->n; i++) {
-		if (strcmp(s->v[i], s->v[o]) == 0)
-			free(s->v[i]);
-		else
-			s->v[++o] = s->v[i];
-	}
-	s->n = o + 1;
-}
-
-static bool strset_has(const struct strset *s, const char *key)
-{
-	return s->n != 0 &&
-	       bsearch(&key, s->v, s->n, sizeof(*s->v), cmp_str) != NULL;
-}
-
-static void strset_free(struct strset *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->v[i]);
-	free(s->v);
-	memset(s, 0, sizeof(*s));
-}
-
-/* RFC 1035 letters-digits-hyphen labels, dot separated; a leading dot
- * only where allowed (relay domains' subdomain form). */
-static bool domain_ok(const char *d, size_t len, bool lead_dot)
-{
-	size_t label = 0;
-
-	if (lead_dot && len > 0 && d[0] == '.') {
-		d++;
-		len--;
-	}
-	if (len == 0 || len > 253)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)d[i];
-		if (ch == '.') {
-			if (label == 0 || d[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!(isalnum(ch) || (ch == '-' && label > 0)) || ++label > 63)
-			return false;
-	}
-	return label > 0 && d[len - 1] != '-';
-}
-
-/* Calls fn for each comma/space separated item of list. */
-static int for_items(const char *list,
-		     int (*fn)(void *arg, const char *item, size_t len,
-			       char *why, size_t whylen),
-		     void *arg, char *why, size_t whylen)
-{
-	const char *p = list;
-
-	while (*p != '\0') {
-		size_t len;
-		int rc;
-
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		len = strcspn(p, ", \t");
-		if (len == 0)
-			break;
-		rc = fn(arg, p, len, why, whylen);
-		if (rc != 0)
-			return rc;
-		p += len;
-	}
-	return 0;
-}
-
 struct list_ctx {
-	struct strset *set; /* NULL: syntax check only */
+	struct mta_strset *set; /* NULL: syntax check only */
 	bool lead_dot;
 };
 
@@ -157,12 +41,12 @@ static int add_domain(void *arg, const char *item, size_t len, char *why,
 {
 	struct list_ctx *lc = arg;
 
-	if (!domain_ok(item, len, lc->lead_dot)) {
+	if (!mta_domain_ok(item, len, lc->lead_dot)) {
 		snprintf(why, whylen, "'%.*s' is not a domain name",
 			 (int)(len > 64 ? 64 : len), item);
 		return -EINVAL;
 	}
-	return lc->set != NULL ? strset_add(lc->set, item, len) : 0;
+	return lc->set != NULL ? mta_strset_add(lc->set, item, len) : 0;
 }
 
 struct net_ctx {
@@ -207,19 +91,31 @@ bad:
 	return -EINVAL;
 }
 
+/* The three lists of c, each item checked and (ctx set non-NULL) kept. */
+static int load_lists(const struct mta_policy_conf *c, struct list_ctx *loc,
+		      struct list_ctx *rel, struct net_ctx *nc, char *why,
+		      size_t whylen)
+{
+	int rc;
+
+	rc = mta_for_items(c->local_domains, ", \t", add_domain, loc, why,
+			   whylen);
+	if (rc == 0)
+		rc = mta_for_items(c->relay_domains, ", \t", add_domain, rel,
+				   why, whylen);
+	if (rc == 0)
+		rc = mta_for_items(c->trusted_networks, ", \t", add_net, nc,
+				   why, whylen);
+	return rc;
+}
+
 int mta_policy_check_lists(const struct mta_policy_conf *c, char *why,
 			   size_t whylen)
 {
 	struct list_ctx loc = { NULL, false }, rel = { NULL, true };
 	struct net_ctx nc = { NULL };
-	int rc;
 
-	rc = for_items(c->local_domains, add_domain, &loc, why, whylen);
-	if (rc == 0)
-		rc = for_items(c->relay_domains, add_domain, &rel, why, whylen);
-	if (rc == 0)
-		rc = for_items(c->trusted_networks, add_net, &nc, why, whylen);
-	return rc;
+	return load_lists(c, &loc, &rel, &nc, why, whylen);
 }
 
 static int load_users(struct mta_policy *p, const char *path, char *err,
@@ -258,14 +154,15 @@ static int load_users(struct mta_policy *p, const char *path, char *err,
 			continue;
 		at = strchr(s, '@');
 		if (strpbrk(s, " \t\"%!<>") != NULL || at == s ||
-		    (at != NULL && (strchr(at + 1, '@') != NULL ||
-				    !domain_ok(at + 1, strlen(at + 1), false)))) {
+		    (at != NULL &&
+		     (strchr(at + 1, '@') != NULL ||
+		      !mta_domain_ok(at + 1, strlen(at + 1), false)))) {
 			snprintf(err, errlen, "users_file %s:%d: '%s' is not "
 				 "a user or user@domain", path, lineno, s);
 			rc = -EINVAL;
 			break;
 		}
-		rc = strset_add(&p->users, s, strlen(s));
+		rc = mta_strset_add(&p->users, s, strlen(s));
 		if (rc != 0)
 			break;
 	}
@@ -286,20 +183,16 @@ int mta_policy_load(struct mta_policy **out, const struct mta_policy_conf *c,
 	loc = (struct list_ctx){ &p->local, false };
 	rel = (struct list_ctx){ &p->relay, true };
 	nc = (struct net_ctx){ p };
-	rc = for_items(c->local_domains, add_domain, &loc, err, errlen);
-	if (rc == 0)
-		rc = for_items(c->relay_domains, add_domain, &rel, err, errlen);
-	if (rc == 0)
-		rc = for_items(c->trusted_networks, add_net, &nc, err, errlen);
+	rc = load_lists(c, &loc, &rel, &nc, err, errlen);
 	if (rc == 0)
 		rc = load_users(p, c->users_file, err, errlen);
 	if (rc != 0) {
 		mta_policy_free(p);
 		return rc;
 	}
-	strset_seal(&p->local);
-	strset_seal(&p->relay);
-	strset_seal(&p->users);
+	mta_strset_seal(&p->local);
+	mta_strset_seal(&p->relay);
+	mta_strset_seal(&p->users);
 	*out = p;
 	return 0;
 }
@@ -308,9 +201,9 @@ void mta_policy_free(struct mta_policy *p)
 {
 	if (p == NULL)
 		return;
-	strset_free(&p->local);
-	strset_free(&p->relay);
-	strset_free(&p->users);
+	mta_strset_free(&p->local);
+	mta_strset_free(&p->relay);
+	mta_strset_free(&p->users);
 	free(p->nets);
 	free(p);
 }
@@ -330,10 +223,10 @@ static bool relay_domain(const struct mta_policy *p, const char *dom)
 {
 	const char *d = dom;
 
-	if (strset_has(&p->relay, dom))
+	if (mta_strset_has(&p->relay, dom))
 		return true;
 	while ((d = strchr(d, '.')) != NULL) {
-		if (strset_has(&p->relay, d))
+		if (mta_strset_has(&p->relay, d))
 			return true;
 		d++;
 	}
@@ -346,10 +239,10 @@ static bool user_exists(const struct mta_policy *p, const char *local,
 	char key[1024];
 
 	snprintf(key, sizeof(key), "%s", local);
-	if (strset_has(&p->users, key))
+	if (mta_strset_has(&p->users, key))
 		return true;
 	snprintf(key, sizeof(key), "%s@%s", local, dom);
-	return strset_has(&p->users, key);
+	return mta_strset_has(&p->users, key);
 }
 
 void mta_policy_set_route(struct mta_policy *p, const struct mta_route *r)
@@ -415,7 +308,7 @@ enum mta_verdict mta_policy_rcpt_reply(const struct mta_policy *p,
 	if (len == 0 || len >= sizeof(buf))
 		return verdict(MTA_RELAY_DENIED, reply);
 	memcpy(buf, addr, len + 1);
-	lower(buf);
+	mta_lower(buf);
 	at = strrchr(buf, '@');
 	if (at == NULL) {
 		/* RFC 5321 4.5.1: <postmaster> with no domain is ours (the
@@ -441,7 +334,7 @@ enum mta_verdict mta_policy_rcpt_reply(const struct mta_policy *p,
 	if (p->route != NULL) {
 		if (routed(p, addr, &v, reply))
 			return v;
-	} else if (dom[0] != '[' && strset_has(&p->local, dom)) {
+	} else if (dom[0] != '[' && mta_strset_has(&p->local, dom)) {
 		if ((plus = strchr(local, '+')) != NULL && plus != local)
 			*plus = '\0';
 		if (user_exists(p, local, dom))

@@ -14,15 +14,11 @@
 #include <string.h>
 
 #include "common/parse.h"
+#include "mta/mta_strset.h"
 
 #define ADDR_MAX 1024      /* longest address we look at */
 #define LOGICAL_MAX 65536  /* longest aliases entry, continuations joined */
 #define EXPAND_DEPTH 32    /* alias nesting before we call it a loop */
-
-struct strset {
-	char **v;
-	size_t n, cap;
-};
 
 struct alias {
 	char *key;        /* "user", "user@domain" or "@domain" */
@@ -45,9 +41,9 @@ struct transport {
 };
 
 struct mta_route {
-	struct strset local;
+	struct mta_strset local;
 	char primary[256];            /* the first local domain listed */
-	struct strset users;
+	struct mta_strset users;
 	struct alias *alias;
 	size_t nalias;
 	struct transport *tp;
@@ -60,88 +56,6 @@ struct mta_route {
 };
 
 /* ---- small helpers ---- */
-
-static void lower(char *s)
-{
-	for (; *s != '\0'; s++)
-		*s = (char)tolower((unsigned char)*s);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int strset_add(struct strset *s, const char *v, size_t len)
-{
-	char *c;
-
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		char **n = realloc(s->v, cap * sizeof(*n));
-		if (n == NULL)
-			return -ENOMEM;
-		s->v = n;
-		s->cap = cap;
-	}
-	c = strndup(v, len);
-	if (c == NULL)
-		return -ENOMEM;
-	lower(c);
-	s->v[s->n++] = c;
-	return 0;
-}
-
-static void strset_seal(struct strset *s)
-{
-	size_t o = 0;
-
-	if (s->n == 0)
-		return;
-	qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-	for (size_t i = 1; i < s->n; i++) {
-		if (strcmp(s->v[i], s->v[o]) == 0)
-			free(s->v[i]);
-		else
-			s->v[++o] = s->v[i];
-	}
-	s->n = o + 1;
-}
-
-static bool strset_has(const struct strset *s, const char *key)
-{
-	return s->n != 0 &&
-	       bsearch(&key, s->v, s->n, sizeof(*s->v), cmp_str) != NULL;
-}
-
-static void strset_free(struct strset *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->v[i]);
-	free(s->v);
-	memset(s, 0, sizeof(*s));
-}
-
-/* RFC 1035 letters-digits-hyphen labels, dot separated. */
-static bool domain_ok(const char *d, size_t len)
-{
-	size_t label = 0;
-
-	if (len == 0 || len > 253)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)d[i];
-		if (ch == '.') {
-			if (label == 0 || d[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!(isalnum(ch) || (ch == '-' && label > 0)) || ++label > 63)
-			return false;
-	}
-	return label > 0 && d[len - 1] != '-';
-}
 
 /* A local part we can name in a table: no blanks, quotes, brackets,
  * commas, colons or '@'. */
@@ -228,12 +142,12 @@ static int parse_nexthop(const char *s, struct mta_nexthop *nh, char *dest,
 	nh->port = (uint16_t)p;
 	if (parse_ipv4(host, &a) == 0)
 		nh->kind = MTA_NH_IP;
-	else if (domain_ok(host, strlen(host)))
+	else if (mta_domain_ok(host, strlen(host), false))
 		nh->kind = bracket ? MTA_NH_HOST : MTA_NH_MX;
 	else
 		goto bad;
 	snprintf(nh->host, sizeof(nh->host), "%.*s", MTA_HOST_MAX, host);
-	lower(nh->host);
+	mta_lower(nh->host);
 	fmt_dest(nh, dest, destlen);
 	return 0;
 bad:
@@ -295,7 +209,7 @@ static bool is_local(const struct mta_route *r, const char *dom)
 {
 	const struct transport *t;
 
-	if (strset_has(&r->local, dom))
+	if (mta_strset_has(&r->local, dom))
 		return true;
 	t = tp_find(r, dom);
 	return t != NULL && t->kind == TP_LOCAL;
@@ -306,10 +220,10 @@ static const char *user_find(const struct mta_route *r, const char *local,
 			     const char *dom, char *key, size_t keylen)
 {
 	snprintf(key, keylen, "%s@%s", local, dom);
-	if (strset_has(&r->users, key))
+	if (mta_strset_has(&r->users, key))
 		return key;
 	snprintf(key, keylen, "%s", local);
-	if (strset_has(&r->users, key))
+	if (mta_strset_has(&r->users, key))
 		return key;
 	return NULL;
 }
@@ -383,7 +297,7 @@ static bool split_addr(const struct mta_route *r, const char *addr,
 	if (len == 0 || len >= buflen - sizeof(r->primary) - 1)
 		return false;
 	memcpy(buf, addr, len + 1);
-	lower(buf);
+	mta_lower(buf);
 	at = strrchr(buf, '@');
 	*local = buf;
 	if (at != NULL) {
@@ -466,12 +380,13 @@ void mta_route_rcpt(const struct mta_route *r, const char *addr,
 		relay(res, &nh, dest);
 		return;
 	}
-	if (!domain_ok(dom, dlen)) {
+	if (!mta_domain_ok(dom, dlen, false)) {
 		reject(res, 553, "5.1.3", "bad destination domain syntax");
 		return;
 	}
 	t = tp_find(r, dom);
-	if (strset_has(&r->local, dom) || (t != NULL && t->kind == TP_LOCAL)) {
+	if (mta_strset_has(&r->local, dom) ||
+	    (t != NULL && t->kind == TP_LOCAL)) {
 		route_local(r, local, dom, res);
 		return;
 	}
@@ -506,7 +421,8 @@ enum mta_route_check mta_route_check_rcpt(const struct mta_route *r,
 	    dom == NULL || dom[0] == '[' || local[0] == '\0')
 		return MTA_RCHK_NOT_LOCAL;
 	t = tp_find(r, dom);
-	if (strset_has(&r->local, dom) || (t != NULL && t->kind == TP_LOCAL)) {
+	if (mta_strset_has(&r->local, dom) ||
+	    (t != NULL && t->kind == TP_LOCAL)) {
 		if (mailbox_find(r, local, dom, key, sizeof(key)) != NULL ||
 		    alias_for(r, local, dom) != NULL)
 			return MTA_RCHK_LOCAL_OK;
@@ -721,10 +637,12 @@ static char *lines_next(struct lines *ls)
 	return ls->buf;
 }
 
-static int add_domain(struct mta_route *r, const char *item, size_t len,
-		      char *err, size_t errlen)
+static int add_domain(void *arg, const char *item, size_t len, char *err,
+		      size_t errlen)
 {
-	if (!domain_ok(item, len)) {
+	struct mta_route *r = arg;
+
+	if (!mta_domain_ok(item, len, false)) {
 		snprintf(err, errlen, "local_domains: '%.*s' is not a domain "
 			 "name", (int)(len > 64 ? 64 : len), item);
 		return -EINVAL;
@@ -732,31 +650,19 @@ static int add_domain(struct mta_route *r, const char *item, size_t len,
 	if (r->primary[0] == '\0') {
 		snprintf(r->primary, sizeof(r->primary), "%.*s", (int)len,
 			 item);
-		lower(r->primary);
+		mta_lower(r->primary);
 	}
-	return strset_add(&r->local, item, len);
+	return mta_strset_add(&r->local, item, len);
 }
 
 static int load_domains(struct mta_route *r, const char *list, char *err,
 			size_t errlen)
 {
-	const char *p = list;
+	int rc = mta_for_items(list, ", \t\r\n", add_domain, r, err, errlen);
 
-	while (*p != '\0') {
-		size_t len;
-		int rc;
-
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		len = strcspn(p, ", \t\r\n");
-		if (len == 0)
-			break;
-		rc = add_domain(r, p, len, err, errlen);
-		if (rc != 0)
-			return rc;
-		p += len;
-	}
-	strset_seal(&r->local);
+	if (rc != 0)
+		return rc;
+	mta_strset_seal(&r->local);
 	return 0;
 }
 
@@ -782,17 +688,18 @@ static int load_users(struct mta_route *r, const char *path, char *err,
 			continue;
 		at = strchr(s, '@');
 		if (!local_ok(s, at != NULL ? (size_t)(at - s) : strlen(s)) ||
-		    (at != NULL && !domain_ok(at + 1, strlen(at + 1)))) {
+		    (at != NULL &&
+		     !mta_domain_ok(at + 1, strlen(at + 1), false))) {
 			snprintf(err, errlen, "users_file %s:%d: '%.80s' is "
 				 "not a user or user@domain", path, ls.lineno,
 				 s);
 			rc = -EINVAL;
 			break;
 		}
-		rc = strset_add(&r->users, s, strlen(s));
+		rc = mta_strset_add(&r->users, s, strlen(s));
 	}
 	lines_close(&ls);
-	strset_seal(&r->users);
+	mta_strset_seal(&r->users);
 	return rc;
 }
 
@@ -867,9 +774,9 @@ static int load_transport(struct mta_route *r, const char *path, char *err,
 		if (*val != '\0')
 			*val++ = '\0';
 		val = skip_ws(val);
-		lower(key);
+		mta_lower(key);
 		dot = key[0] == '.';
-		if (!domain_ok(key + dot, strlen(key + dot))) {
+		if (!mta_domain_ok(key + dot, strlen(key + dot), false)) {
 			snprintf(why, sizeof(why), "'%.80s' is not a domain "
 				 "or .domain", key);
 			goto bad;
@@ -909,7 +816,8 @@ static int load_transport(struct mta_route *r, const char *path, char *err,
 					  why, sizeof(why)) != 0)
 				goto bad;
 		}
-		if (!dot && t->kind != TP_LOCAL && strset_has(&r->local, key)) {
+		if (!dot && t->kind != TP_LOCAL &&
+		    mta_strset_has(&r->local, key)) {
 			snprintf(why, sizeof(why), "'%.80s' is a local domain "
 				 "(only 'local' fits it)", key);
 			goto bad;
@@ -952,12 +860,12 @@ static int add_alias(struct mta_route *r, char *entry, int line,
 	*colon = '\0';
 	name = entry;
 	rtrim(name);
-	lower(name);
+	mta_lower(name);
 	at = strchr(name, '@');
 	if (at == NULL ? !local_ok(name, strlen(name))
 		       : ((at != name &&
 			   !local_ok(name, (size_t)(at - name))) ||
-			  !domain_ok(at + 1, strlen(at + 1)))) {
+			  !mta_domain_ok(at + 1, strlen(at + 1), false))) {
 		snprintf(why, whylen, "'%.80s' is not a name, name@domain or "
 			 "@domain", name);
 		return -EINVAL;
@@ -988,7 +896,7 @@ static int add_alias(struct mta_route *r, char *entry, int line,
 			rc = -EINVAL;
 			break;
 		}
-		lower(t);
+		mta_lower(t);
 		if (t[0] == '|' || t[0] == '/' ||
 		    strncmp(t, ":include:", 9) == 0) {
 			snprintf(why, whylen, "'%.80s': pipes, files and "
@@ -998,7 +906,8 @@ static int add_alias(struct mta_route *r, char *entry, int line,
 		}
 		tat = strrchr(t, '@');
 		if (!local_ok(t, tat != NULL ? (size_t)(tat - t) : strlen(t)) ||
-		    (tat != NULL && !domain_ok(tat + 1, strlen(tat + 1)))) {
+		    (tat != NULL &&
+		     !mta_domain_ok(tat + 1, strlen(tat + 1), false))) {
 			snprintf(why, whylen, "'%.80s' is not a name or an "
 				 "address", t);
 			rc = -EINVAL;
@@ -1167,8 +1076,8 @@ void mta_route_free(struct mta_route *r)
 {
 	if (r == NULL)
 		return;
-	strset_free(&r->local);
-	strset_free(&r->users);
+	mta_strset_free(&r->local);
+	mta_strset_free(&r->users);
 	for (size_t i = 0; i < r->nalias; i++) {
 		free(r->alias[i].key);
 		mta_route_expand_free(r->alias[i].target,
