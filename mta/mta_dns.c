@@ -703,14 +703,16 @@ uint64_t mta_dns_next_deadline(const struct mta_dns *d)
 	return t;
 }
 
-int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
-		       uint64_t now_ms, mta_dns_done_fn done, void *user)
+/* A free lookup slot taken for name (checked): *lkp in state L_MX and
+ * counted. -EINVAL for a bad name or no callback, -EBUSY when all the
+ * slots are in use. */
+static int lookup_start(struct mta_dns *d, const char *name,
+			mta_dns_done_fn done, void *user, struct lookup **lkp)
 {
-	struct mta_dnsc_hit hit;
 	struct lookup *lk = NULL;
 	size_t n;
 
-	if (!domain || !done || !mta_dnsw_domain_ok(domain, &n))
+	if (!name || !done || !mta_dnsw_domain_ok(name, &n))
 		return -EINVAL;
 	for (unsigned i = 0; i < d->c.max_lookups && !lk; i++)
 		if (d->lk[i].state == L_FREE)
@@ -721,10 +723,23 @@ int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
 	lk->state = L_MX;
 	lk->done = done;
 	lk->user = user;
-	memcpy(lk->domain, domain, n);
+	memcpy(lk->domain, name, n);
 	lk->domain[n] = '\0';
 	d->st.lookups++;
 	d->inflight++;
+	*lkp = lk;
+	return 0;
+}
+
+int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
+		       uint64_t now_ms, mta_dns_done_fn done, void *user)
+{
+	struct mta_dnsc_hit hit;
+	struct lookup *lk;
+	int rc = lookup_start(d, domain, done, user, &lk);
+
+	if (rc != 0)
+		return rc;
 	if (!cache_get(d, lk->domain, T_MX, now_ms, &hit)) {
 		send_query(d, lk, 0, now_ms);
 		return 0;
@@ -747,25 +762,12 @@ int mta_dns_resolve_mx(struct mta_dns *d, const char *domain,
 int mta_dns_resolve_a(struct mta_dns *d, const char *host, uint64_t now_ms,
 		      mta_dns_done_fn done, void *user)
 {
-	struct lookup *lk = NULL;
-	size_t n;
+	struct lookup *lk;
+	int rc = lookup_start(d, host, done, user, &lk);
 
-	if (!host || !done || !mta_dnsw_domain_ok(host, &n))
-		return -EINVAL;
-	for (unsigned i = 0; i < d->c.max_lookups && !lk; i++)
-		if (d->lk[i].state == L_FREE)
-			lk = &d->lk[i];
-	if (!lk)
-		return -EBUSY;
-	memset(lk, 0, sizeof(*lk));
-	lk->state = L_MX;
+	if (rc != 0)
+		return rc;
 	lk->a_only = true;
-	lk->done = done;
-	lk->user = user;
-	memcpy(lk->domain, host, n);
-	lk->domain[n] = '\0';
-	d->st.lookups++;
-	d->inflight++;
 	/* the host as its own (only) exchange, as for an implicit MX */
 	implicit_mx(d, lk, now_ms);
 	lk->res.flags &= ~(unsigned)MTA_DNS_R_IMPLICIT;
