@@ -170,6 +170,42 @@ static void dlv_fail_all(struct dlv *d, enum smtp_client_status st,
 	}
 }
 
+/* d first on the active list. */
+static void dlv_link_active(struct dlv *d)
+{
+	struct mta_out *o = d->o;
+
+	d->next = o->active;
+	if (o->active)
+		o->active->prev = d;
+	d->prev = NULL;
+	o->active = d;
+	o->n_active++;
+}
+
+/* d last on the queue *head..*tail (the wait or the done list). */
+static void q_push(struct dlv **head, struct dlv **tail, struct dlv *d)
+{
+	d->qnext = NULL;
+	if (*tail)
+		(*tail)->qnext = d;
+	else
+		*head = d;
+	*tail = d;
+}
+
+/* The first of the queue *head..*tail (not empty), taken off it. */
+static struct dlv *q_pop(struct dlv **head, struct dlv **tail)
+{
+	struct dlv *d = *head;
+
+	*head = d->qnext;
+	if (*head == NULL)
+		*tail = NULL;
+	d->qnext = NULL;
+	return d;
+}
+
 static void dlv_unlink_active(struct dlv *d)
 {
 	struct mta_out *o = d->o;
@@ -189,12 +225,7 @@ static void done_push(struct dlv *d)
 	struct mta_out *o = d->o;
 
 	d->state = D_DONE;
-	d->qnext = NULL;
-	if (o->done_tail)
-		o->done_tail->qnext = d;
-	else
-		o->done_head = d;
-	o->done_tail = d;
+	q_push(&o->done_head, &o->done_tail, d);
 }
 
 /* The job is over: the rest deferred with why, counters, done list. */
@@ -422,12 +453,7 @@ static void dlv_start(struct dlv *d)
 	struct mta_out *o = d->o;
 	struct conn *c;
 
-	d->next = o->active;
-	if (o->active)
-		o->active->prev = d;
-	d->prev = NULL;
-	o->active = d;
-	o->n_active++;
+	dlv_link_active(d);
 	for (c = o->idle_head; c != NULL; c = c->inext)
 		if (strcmp(c->key, d->key) == 0)
 			break;
@@ -730,22 +756,14 @@ void mta_out_submit(struct mta_out *o, struct mta_job *j)
 		return;
 	}
 	if (o->stopped) {
-		o->n_active++; /* dlv_finish unlinks it from active */
-		d->next = o->active;
-		if (o->active)
-			o->active->prev = d;
-		o->active = d;
+		dlv_link_active(d); /* dlv_finish unlinks it from active */
 		dlv_fail_all(d, SMTP_RCPT_DEFERRED, 451, "4.3.2",
 			     "system shutting down", true);
 		dlv_finish(d);
 		return;
 	}
 	d->state = D_WAITING;
-	if (o->wait_tail)
-		o->wait_tail->qnext = d;
-	else
-		o->wait_head = d;
-	o->wait_tail = d;
+	q_push(&o->wait_head, &o->wait_tail, d);
 	o->st_.jobs_waiting++;
 }
 
@@ -792,12 +810,9 @@ static bool hand_back(struct mta_out *o)
 	}
 	o->n_nomem = 0;
 	while (o->done_head != NULL) {
-		struct dlv *d = o->done_head;
+		struct dlv *d = q_pop(&o->done_head, &o->done_tail);
 		struct mta_job *j = d->j;
 
-		o->done_head = d->qnext;
-		if (o->done_head == NULL)
-			o->done_tail = NULL;
 		dlv_free(d);
 		o->done(o->user, j);
 		did = true;
@@ -812,12 +827,8 @@ bool mta_out_poll(struct mta_out *o)
 	mo_reap(o);
 	while (o->wait_head != NULL && o->n_active < o->conf.max_conns &&
 	       !o->stopped) {
-		struct dlv *d = o->wait_head;
+		struct dlv *d = q_pop(&o->wait_head, &o->wait_tail);
 
-		o->wait_head = d->qnext;
-		if (o->wait_head == NULL)
-			o->wait_tail = NULL;
-		d->qnext = NULL;
 		o->st_.jobs_waiting--;
 		dlv_start(d);
 		did = true;
@@ -889,19 +900,11 @@ void mta_out_stop(struct mta_out *o)
 	o->stopped = true;
 	/* waiting jobs become active, so that one path finishes all */
 	while (o->wait_head != NULL) {
-		struct dlv *d = o->wait_head;
+		struct dlv *d = q_pop(&o->wait_head, &o->wait_tail);
 
-		o->wait_head = d->qnext;
-		d->qnext = NULL;
 		o->st_.jobs_waiting--;
-		d->next = o->active;
-		if (o->active)
-			o->active->prev = d;
-		d->prev = NULL;
-		o->active = d;
-		o->n_active++;
+		dlv_link_active(d);
 	}
-	o->wait_tail = NULL;
 	for (c = o->conns; c != NULL; c = c->next)
 		mo_conn_abort(c);
 	while (o->active != NULL) {
