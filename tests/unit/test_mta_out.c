@@ -522,8 +522,9 @@ static void srv_greet(struct srv *s)
 	srv_say(s, "250-mx1.example.org\r\n250 ENHANCEDSTATUSCODES\r\n");
 }
 
-/* One message, a@ accepted, b@ refused, the data taken. */
-static void srv_transaction(struct srv *s)
+/* One message, a@ accepted, b@ refused, the data taken with the
+ * final reply done. */
+static void srv_transaction_done(struct srv *s, const char *done)
 {
 	EXPECT(s, "MAIL FROM:<s@example.net>");
 	srv_say(s, "250 2.1.0 ok\r\n");
@@ -534,7 +535,12 @@ static void srv_transaction(struct srv *s)
 	EXPECT(s, "DATA\r\n");
 	srv_say(s, "354 go ahead\r\n");
 	EXPECT(s, "hello\r\n.\r\n");
-	srv_say(s, "250 2.0.0 queued as X\r\n");
+	srv_say(s, done);
+}
+
+static void srv_transaction(struct srv *s)
+{
+	srv_transaction_done(s, "250 2.0.0 queued as X\r\n");
 }
 
 static void check_250_550(const struct tjob *t)
@@ -550,13 +556,63 @@ static void check_250_550(const struct tjob *t)
 	cr_assert(!t->j.perm_failed);
 }
 
+/* The MX query for example.org answered: mx1 (pref 10, 192.0.2.10) and
+ * mx2 (pref 20, 192.0.2.20), listed mx2 first where mx2_first. */
+static void answer_two_mx(bool mx2_first)
+{
+	struct dq q;
+	struct ans a;
+
+	expect_dns(&q, "example.org", 15);
+	ans_init(&a, &q, 0, 2, 2);
+	if (mx2_first) {
+		ans_mx(&a, 20, "mx2.example.org");
+		ans_mx(&a, 10, "mx1.example.org");
+	} else {
+		ans_mx(&a, 10, "mx1.example.org");
+		ans_mx(&a, 20, "mx2.example.org");
+	}
+	ans_a(&a, "mx1.example.org", "192.0.2.10");
+	ans_a(&a, "mx2.example.org", "192.0.2.20");
+	dns_reply(&q, &a);
+}
+
+/* A default mta_out, a job for example.org, its MX query answered with
+ * mx1 and mx2, in order: s is the connection to mx1 (192.0.2.10). */
+static void start_two_mx(struct tjob *t, struct srv *s)
+{
+	start(NULL);
+	tjob_init(t, MTA_NH_MX, "example.org");
+	mta_out_submit(o, &t->j);
+	answer_two_mx(false);
+	expect_syn(s, "192.0.2.10", 25, 100);
+}
+
+/* A connection to addr taken (within syn_ms), the session ready and one
+ * transaction done: t is the n-th job back, a@ delivered, b@ bounced. */
+static void srv_deliver(struct srv *s, const char *addr, unsigned syn_ms,
+			const struct tjob *t, unsigned n)
+{
+	expect_syn(s, addr, 25, syn_ms);
+	srv_greet(s);
+	srv_transaction(s);
+	wait_back(n, 100);
+	check_250_550(t);
+}
+
+/* One job delivered; the connection stays in the idle cache. */
+static void deliver_first(struct tjob *t, struct srv *s)
+{
+	tjob_init(t, MTA_NH_IP, "192.0.2.10");
+	mta_out_submit(o, &t->j);
+	srv_deliver(s, "192.0.2.10", 10, t, 1);
+}
+
 /* ---- the cases -------------------------------------------------------------- */
 
 UT_TEST(mta_out, mx_query_then_first_mx_refused_then_second, ut_setup)
 {
 	struct tjob t;
-	struct dq q;
-	struct ans a;
 	struct srv s;
 	struct mta_out_stats st;
 
@@ -564,13 +620,7 @@ UT_TEST(mta_out, mx_query_then_first_mx_refused_then_second, ut_setup)
 	tjob_init(&t, MTA_NH_MX, "example.org");
 	mta_out_submit(o, &t.j);
 	cr_assert_eq(n_back, 0);
-	expect_dns(&q, "example.org", 15);
-	ans_init(&a, &q, 0, 2, 2);
-	ans_mx(&a, 20, "mx2.example.org");
-	ans_mx(&a, 10, "mx1.example.org");
-	ans_a(&a, "mx1.example.org", "192.0.2.10");
-	ans_a(&a, "mx2.example.org", "192.0.2.20");
-	dns_reply(&q, &a);
+	answer_two_mx(true);
 	expect_syn(&s, "192.0.2.10", 25, 100);
 	srv_refuse(&s);
 	expect_syn(&s, "192.0.2.20", 25, 100);
@@ -606,13 +656,7 @@ UT_TEST(mta_out, delivers_250_550_and_reuses_the_connection, ut_setup)
 	struct seg g;
 
 	start(NULL);
-	tjob_init(&t, MTA_NH_IP, "192.0.2.10");
-	mta_out_submit(o, &t.j);
-	expect_syn(&s, "192.0.2.10", 25, 10);
-	srv_greet(&s);
-	srv_transaction(&s);
-	wait_back(1, 100);
-	check_250_550(&t);
+	deliver_first(&t, &s);
 	cr_assert_str_eq(t.j.remote_mta, "192.0.2.10[192.0.2.10]:25");
 	cr_assert_eq(t.j.remote_ip, ip("192.0.2.10"));
 	mta_out_get_stats(o, &st);
@@ -623,16 +667,7 @@ UT_TEST(mta_out, delivers_250_550_and_reuses_the_connection, ut_setup)
 	/* the same next hop within conn_cache_ms: no DNS, no SYN */
 	tjob_init(&t2, MTA_NH_IP, "192.0.2.10");
 	mta_out_submit(o, &t2.j);
-	EXPECT(&s, "MAIL FROM:<s@example.net>");
-	srv_say(&s, "250 2.1.0 ok\r\n");
-	EXPECT(&s, "RCPT TO:<a@example.org>");
-	srv_say(&s, "250 2.1.5 ok\r\n");
-	EXPECT(&s, "RCPT TO:<b@example.org>");
-	srv_say(&s, "550 5.1.1 no such user\r\n");
-	EXPECT(&s, "DATA\r\n");
-	srv_say(&s, "354 go ahead\r\n");
-	EXPECT(&s, "hello\r\n.\r\n");
-	srv_say(&s, "250 2.0.0 queued as Y\r\n");
+	srv_transaction_done(&s, "250 2.0.0 queued as Y\r\n");
 	wait_back(2, 100);
 	check_250_550(&t2);
 	mta_out_get_stats(o, &st);
@@ -687,30 +722,14 @@ UT_TEST(mta_out, connect_timeout_then_deferred, ut_setup)
 UT_TEST(mta_out, greeting_554_moves_to_the_next_mx, ut_setup)
 {
 	struct tjob t;
-	struct dq q;
-	struct ans a;
 	struct srv s;
 
-	start(NULL);
-	tjob_init(&t, MTA_NH_MX, "example.org");
-	mta_out_submit(o, &t.j);
-	expect_dns(&q, "example.org", 15);
-	ans_init(&a, &q, 0, 2, 2);
-	ans_mx(&a, 10, "mx1.example.org");
-	ans_mx(&a, 20, "mx2.example.org");
-	ans_a(&a, "mx1.example.org", "192.0.2.10");
-	ans_a(&a, "mx2.example.org", "192.0.2.20");
-	dns_reply(&q, &a);
-	expect_syn(&s, "192.0.2.10", 25, 100);
+	start_two_mx(&t, &s);
 	srv_accept(&s);
 	srv_say(&s, "554 5.7.1 go away\r\n");
 	EXPECT(&s, "QUIT\r\n");
 	srv_say(&s, "221 bye\r\n");
-	expect_syn(&s, "192.0.2.20", 25, 100);
-	srv_greet(&s);
-	srv_transaction(&s);
-	wait_back(1, 100);
-	check_250_550(&t);
+	srv_deliver(&s, "192.0.2.20", 100, &t, 1);
 	cr_assert(strstr(t.j.why, "554 5.7.1 go away"), "%s", t.j.why);
 	cr_assert_str_eq(t.j.remote_mta, "mx2.example.org[192.0.2.20]:25");
 	finish();
@@ -815,21 +834,9 @@ UT_TEST(mta_out, no_resolver_and_dns_timeout_defer, ut_setup)
 UT_TEST(mta_out, lost_mid_message_goes_to_the_next_mx, ut_setup)
 {
 	struct tjob t;
-	struct dq q;
-	struct ans a;
 	struct srv s;
 
-	start(NULL);
-	tjob_init(&t, MTA_NH_MX, "example.org");
-	mta_out_submit(o, &t.j);
-	expect_dns(&q, "example.org", 15);
-	ans_init(&a, &q, 0, 2, 2);
-	ans_mx(&a, 10, "mx1.example.org");
-	ans_mx(&a, 20, "mx2.example.org");
-	ans_a(&a, "mx1.example.org", "192.0.2.10");
-	ans_a(&a, "mx2.example.org", "192.0.2.20");
-	dns_reply(&q, &a);
-	expect_syn(&s, "192.0.2.10", 25, 100);
+	start_two_mx(&t, &s);
 	srv_greet(&s);
 	EXPECT(&s, "MAIL FROM:<s@example.net>");
 	srv_say(&s, "250 2.1.0 ok\r\n");
@@ -837,11 +844,7 @@ UT_TEST(mta_out, lost_mid_message_goes_to_the_next_mx, ut_setup)
 	/* reset before the reply: a@ deferred locally, tried again */
 	srv_seg(&s, F_RST | F_ACK, s.snd_nxt, s.rcv_nxt, NULL, 0, false);
 	step();
-	expect_syn(&s, "192.0.2.20", 25, 100);
-	srv_greet(&s);
-	srv_transaction(&s);
-	wait_back(1, 100);
-	check_250_550(&t);
+	srv_deliver(&s, "192.0.2.20", 100, &t, 1);
 	finish();
 	tjob_fini(&t);
 }
@@ -866,18 +869,6 @@ UT_TEST(mta_out, stop_defers_a_job_in_flight, ut_setup)
 	finish();
 	cr_assert_eq(n_back, 1, "done() once");
 	tjob_fini(&t);
-}
-
-/* One job delivered; the connection stays in the idle cache. */
-static void deliver_first(struct tjob *t, struct srv *s)
-{
-	tjob_init(t, MTA_NH_IP, "192.0.2.10");
-	mta_out_submit(o, &t->j);
-	expect_syn(s, "192.0.2.10", 25, 10);
-	srv_greet(s);
-	srv_transaction(s);
-	wait_back(1, 100);
-	check_250_550(t);
 }
 
 UT_TEST(mta_out, cached_connection_closed_by_the_server_is_dropped, ut_setup)
@@ -923,11 +914,7 @@ UT_TEST(mta_out, reuse_reset_before_anything_falls_back_to_connect, ut_setup)
 	EXPECT(&s, "MAIL FROM:<s@example.net>");
 	srv_seg(&s, F_RST | F_ACK, s.snd_nxt, s.rcv_nxt, NULL, 0, false);
 	step();
-	expect_syn(&s2, "192.0.2.10", 25, 10);
-	srv_greet(&s2);
-	srv_transaction(&s2);
-	wait_back(2, 100);
-	check_250_550(&t2);
+	srv_deliver(&s2, "192.0.2.10", 10, &t2, 2);
 	mta_out_get_stats(o, &st);
 	cr_assert_eq(st.conns_reused, 1);
 	cr_assert_eq(st.connects, 2);

@@ -322,6 +322,41 @@ static void job_ok(struct mta_job *j)
 	job_answer(j, SMTP_RCPT_DELIVERED, 250, "2.0.0", "Ok: queued as X");
 }
 
+/* A message alice -> x@example.org (its id into qid), deferred at its
+ * first attempt (451 4.3.0 text) just after a second starts: returns
+ * when (mono_ms). */
+static uint64_t send_deferred(char *qid, const char *text)
+{
+	struct mta_job *j;
+	uint64_t t0;
+
+	send_msg("alice@dpmail.test", "x@example.org", 0, qid);
+	j = job_wait();
+	align_to_second();
+	t0 = mono_ms();
+	job_answer(j, SMTP_RCPT_DEFERRED, 451, "4.3.0", text);
+	return t0;
+}
+
+/* n messages alice -> user<i>@example.org into e (their ids into qid
+ * unless NULL): all durable first, then handed over together. */
+static void send_to_users(struct envelope **e, char (*qid)[ENV_QID_LEN + 1],
+			  unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char to[64];
+		const char *tp = to;
+
+		snprintf(to, sizeof(to), "user%u@example.org", i);
+		e[i] = msg_new("alice@dpmail.test", &tp, NULL, 1, 1);
+		if (qid != NULL)
+			memcpy(qid[i], e[i]->qid, sizeof(qid[i]));
+		cr_assert_eq(tsu_put_msg(F.sp, e[i]), 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(mta_qmgr_submit(F.q, 0, e[i]), 0);
+}
+
 /* ---- Maildirs ------------------------------------------------------- */
 
 static int name_cmp(const void *a, const void *b)
@@ -466,6 +501,23 @@ static void lacks(const char *s, const char *what)
 {
 	cr_assert_null(strstr(s, what), "'%s' should not be in:\n%s", what,
 		       s);
+}
+
+/* The first mail in user's Maildir into *file, and its report's part
+ * for rcpt, returned: that part names final with action. Both to free. */
+static char *report_of(const char *user, const char *rcpt, char **file,
+		       const char *final, const char *action)
+{
+	char want[256];
+	char *part;
+
+	*file = md_read(user, 0, NULL);
+	part = report_part(*file, rcpt);
+	snprintf(want, sizeof(want), "Final-Recipient: rfc822;%s", final);
+	has(part, want);
+	snprintf(want, sizeof(want), "Action: %s\r\n", action);
+	has(part, want);
+	return part;
 }
 
 /* ---- the spool ------------------------------------------------------ */
@@ -670,10 +722,8 @@ Test(mta_qmgr, remote_mixed_bounces_only_the_failed_one)
 	md_wait("alice", 1);
 	settle();
 	cr_assert_eq(md_count("alice"), 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;gone@example.org");
-	has(part, "Action: failed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "gone@example.org", "failed");
 	has(part, "Status: 5.1.1\r\n");
 	has(part, "Remote-MTA: dns; mx.test\r\n");
 	has(part, "550 5.1.1");
@@ -703,11 +753,7 @@ Test(mta_qmgr, deferred_then_retried_after_first_s)
 	uint64_t t0, dt;
 
 	qmgr_start();
-	send_msg("alice@dpmail.test", "x@example.org", 0, qid);
-	j = job_wait();
-	align_to_second();
-	t0 = mono_ms();
-	job_answer(j, SMTP_RCPT_DEFERRED, 451, "4.3.0", "try again later");
+	t0 = send_deferred(qid, "try again later");
 	cr_assert_null(job_poll(500), "retried before first_s");
 	cr_assert_eq(stats().deferred, 1u);
 	cr_assert_eq(stats().msgs_live, 1u);
@@ -804,10 +850,8 @@ Test(mta_qmgr, lifetime_ends_in_a_bounce_with_the_temporary_status)
 	cr_assert_geq(tries, 1u);
 	cr_assert_eq(stats().expired, 1u);
 	cr_assert_eq(md_count("alice"), 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;slow@example.org");
-	has(part, "Action: failed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "slow@example.org", "failed");
 	/* a failed report with a persistent transient status (RFC 3464
 	 * 2.3.4): 4.4.7 "delivery time expired", or the last reply's own */
 	has(part, "\r\nStatus: 4.");
@@ -838,10 +882,8 @@ Test(mta_qmgr, null_sender_failure_goes_to_postmaster_once)
 	cr_assert_null(job_poll(0));
 	cr_assert_eq(md_count("postmaster"), 1u);
 	cr_assert_eq(md_count("alice"), 0u);
-	file = md_read("postmaster", 0, NULL);
-	part = report_part(file, "postmaster@dpmail.test");
-	has(part, "Final-Recipient: rfc822;x@example.org");
-	has(part, "Action: failed\r\n");
+	part = report_of("postmaster", "postmaster@dpmail.test", &file,
+			  "x@example.org", "failed");
 	has(part, "Status: 5.1.1\r\n");
 	free(part);
 	free(file);
@@ -895,11 +937,7 @@ Test(mta_qmgr, deferred_message_survives_a_restart)
 	uint64_t t0, end;
 
 	qmgr_start();
-	send_msg("alice@dpmail.test", "x@example.org", 0, qid);
-	j = job_wait();
-	align_to_second();
-	t0 = mono_ms();
-	job_answer(j, SMTP_RCPT_DEFERRED, 451, "4.3.0", "later");
+	t0 = send_deferred(qid, "later");
 	end = mono_ms() + WAIT_MS;
 	while (stats().deferred < 1) {
 		cr_assert_lt(mono_ms(), end);
@@ -951,10 +989,8 @@ Test(mta_qmgr, too_many_received_fields_bounce_5_4_6)
 	cr_assert_null(job_poll(0), "a looping message was sent on");
 	cr_assert_eq(stats().jobs, 0u);
 	cr_assert_eq(stats().loops, 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;x@example.org");
-	has(part, "Action: failed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "x@example.org", "failed");
 	has(part, "Status: 5.4.6\r\n");
 	free(part);
 	free(file);
@@ -998,10 +1034,8 @@ Test(mta_qmgr, unknown_local_user_bounces_5_1_1)
 	cr_assert_null(job_poll(0));
 	cr_assert_eq(md_count("alice"), 1u);
 	cr_assert_eq(md_count("bob"), 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;zed@dpmail.test");
-	has(part, "Action: failed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "zed@dpmail.test", "failed");
 	has(part, "Status: 5.1.1\r\n");
 	lacks(part, "bob@dpmail.test");
 	lacks(part, "Remote-MTA");
@@ -1030,10 +1064,8 @@ Test(mta_qmgr, notify_success_reports_relayed)
 	md_wait("alice", 1);
 	settle();
 	cr_assert_eq(md_count("alice"), 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;x@example.org");
-	has(part, "Action: relayed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "x@example.org", "relayed");
 	has(part, "Status: 2.0.0\r\n");
 	lacks(part, "Action: failed");
 	free(part);
@@ -1077,18 +1109,7 @@ Test(mta_qmgr, destination_concurrency_and_messages_per_connection)
 	F.qc.dest_concurrency = 2;
 	F.qc.dest_msgs_per_conn = 3;
 	qmgr_start();
-	/* durable first, then handed over together */
-	for (unsigned i = 0; i < N; i++) {
-		char to[64];
-		const char *tp = to;
-
-		snprintf(to, sizeof(to), "user%u@example.org", i);
-		e[i] = msg_new("alice@dpmail.test", &tp, NULL, 1, 1);
-		memcpy(qid[i], e[i]->qid, sizeof(qid[i]));
-		cr_assert_eq(tsu_put_msg(F.sp, e[i]), 0);
-	}
-	for (unsigned i = 0; i < N; i++)
-		cr_assert_eq(mta_qmgr_submit(F.q, 0, e[i]), 0);
+	send_to_users(e, qid, N);
 	while (done < N) {
 		struct mta_job *j;
 
@@ -1140,11 +1161,10 @@ Test(mta_qmgr, notify_success_on_local_delivery_reports_delivered)
 	settle();
 	cr_assert_eq(md_count("alice"), 1u);
 	cr_assert_eq(md_count("bob"), 1u);
-	char *file = md_read("bob", 0, NULL);
-	char *part = report_part(file, "bob@dpmail.test");
+	char *file;
+	char *part = report_of("bob", "bob@dpmail.test", &file,
+			       "alice@dpmail.test", "delivered");
 
-	has(part, "Final-Recipient: rfc822;alice@dpmail.test");
-	has(part, "Action: delivered\r\n");
 	has(part, "Status: 2.0.0\r\n");
 	lacks(part, "Remote-MTA");
 	free(part);
@@ -1178,10 +1198,8 @@ Test(mta_qmgr, delay_report_once_then_delivered)
 	cr_assert_eq(stats().dsn_sent, 1u, "%lu reports",
 		     (unsigned long)stats().dsn_sent);
 	cr_assert_eq(md_count("alice"), 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;x@example.org");
-	has(part, "Action: delayed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "x@example.org", "delayed");
 	has(part, "Status: 4.3.0\r\n");
 	has(part, "Will-Retry-Until: ");
 	free(part);
@@ -1251,10 +1269,8 @@ Test(mta_qmgr, local_over_quota_is_deferred_then_returned)
 	cr_assert_eq(md_count("bob"), 1u);
 	cr_assert_eq(md_count("alice"), 1u);
 	cr_assert_eq(stats().expired, 1u);
-	file = md_read("alice", 0, NULL);
-	part = report_part(file, "alice@dpmail.test");
-	has(part, "Final-Recipient: rfc822;bob@dpmail.test");
-	has(part, "Action: failed\r\n");
+	part = report_of("alice", "alice@dpmail.test", &file,
+			  "bob@dpmail.test", "failed");
 	has(part, "\r\nStatus: 4.");
 	has(part, "452 4.2.2");
 	lacks(part, "Remote-MTA");
@@ -1278,16 +1294,7 @@ Test(mta_qmgr, destination_rate_limits_messages)
 
 	F.qc.dest_rate = 2;
 	qmgr_start();
-	for (unsigned i = 0; i < N; i++) {
-		char to[64];
-		const char *tp = to;
-
-		snprintf(to, sizeof(to), "user%u@example.org", i);
-		e[i] = msg_new("alice@dpmail.test", &tp, NULL, 1, 1);
-		cr_assert_eq(tsu_put_msg(F.sp, e[i]), 0);
-	}
-	for (unsigned i = 0; i < N; i++)
-		cr_assert_eq(mta_qmgr_submit(F.q, 0, e[i]), 0);
+	send_to_users(e, NULL, N);
 	while (got < N) {
 		struct mta_job *j;
 

@@ -220,52 +220,75 @@ Test(mta_route, delimiter_off_and_set)
 	cr_expect_eq(mta_route_load(&r, &c, err, sizeof(err)), -EINVAL);
 }
 
+/* An address and where it is relayed to. */
+struct relay_case {
+	const char *addr;
+	enum mta_nexthop_kind kind;
+	const char *host;
+	uint16_t port;
+	const char *dest;
+};
+
+static void expect_relays(const struct mta_route *r,
+			  const struct relay_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		expect_relay(r, cases[i].addr, cases[i].kind, cases[i].host,
+			     cases[i].port, cases[i].dest);
+}
+
 Test(mta_route, transport_map)
 {
-	/* exact */
-	expect_relay(rt, "x@exact.example", MTA_NH_IP, "198.18.0.10", 2525,
-		     "[198.18.0.10]:2525");
-	expect_relay(rt, "x@EXACT.Example", MTA_NH_IP, "198.18.0.10", 2525,
-		     "[198.18.0.10]:2525");
-	/* .sub matches subdomains only */
-	expect_relay(rt, "x@a.exact.example", MTA_NH_MX, "relay.example.net",
-		     25, "relay.example.net");
-	expect_relay(rt, "x@a.b.exact.example", MTA_NH_MX,
-		     "relay.example.net", 25, "relay.example.net");
-	expect_relay(rt, "x@example.org", MTA_NH_MX, "example.org", 25,
-		     "example.org");
-	expect_relay(rt, "x@www.example.org", MTA_NH_MX, "mx.example.org",
-		     2526, "mx.example.org:2526");
-	/* longest dot match, and exact beats dot */
-	expect_relay(rt, "x@a.deep.example.org", MTA_NH_HOST,
-		     "gw.example.net", 25, "[gw.example.net]");
-	expect_relay(rt, "x@deep.example.org", MTA_NH_IP, "198.18.0.11", 25,
-		     "[198.18.0.11]");
-	expect_relay(rt, "x@upper.example", MTA_NH_IP, "198.18.0.12", 25,
-		     "[198.18.0.12]");
+	static const struct relay_case cases[] = {
+		/* exact */
+		{ "x@exact.example", MTA_NH_IP, "198.18.0.10", 2525,
+		  "[198.18.0.10]:2525" },
+		{ "x@EXACT.Example", MTA_NH_IP, "198.18.0.10", 2525,
+		  "[198.18.0.10]:2525" },
+		/* .sub matches subdomains only */
+		{ "x@a.exact.example", MTA_NH_MX, "relay.example.net", 25,
+		  "relay.example.net" },
+		{ "x@a.b.exact.example", MTA_NH_MX, "relay.example.net", 25,
+		  "relay.example.net" },
+		{ "x@example.org", MTA_NH_MX, "example.org", 25,
+		  "example.org" },
+		{ "x@www.example.org", MTA_NH_MX, "mx.example.org", 2526,
+		  "mx.example.org:2526" },
+		/* longest dot match, and exact beats dot */
+		{ "x@a.deep.example.org", MTA_NH_HOST, "gw.example.net", 25,
+		  "[gw.example.net]" },
+		{ "x@deep.example.org", MTA_NH_IP, "198.18.0.11", 25,
+		  "[198.18.0.11]" },
+		{ "x@upper.example", MTA_NH_IP, "198.18.0.12", 25,
+		  "[198.18.0.12]" },
+	};
+	static const struct relay_case no_entry[] = {
+		/* no entry, no relay host: MX of the domain */
+		{ "x@Remote.Example", MTA_NH_MX, "remote.example", 25,
+		  "remote.example" },
+	};
+
+	expect_relays(rt, cases, sizeof(cases) / sizeof(*cases));
 	/* reject with a reply, and the default one */
 	expect_reject(rt, "x@blocked.example", 554, "5.7.2",
 		      "we do not talk to them");
 	expect_reject(rt, "x@plain.example", 550, "5.7.1",
 		      "relay not permitted");
-	/* no entry, no relay host: MX of the domain */
-	expect_relay(rt, "x@Remote.Example", MTA_NH_MX, "remote.example", 25,
-		     "remote.example");
+	expect_relays(rt, no_entry, 1);
 }
 
 Test(mta_route, address_literals_and_bad_domains)
 {
+	static const char *const bad[] = {
+		"x@[IPv6:2001:db8::1]", "x@[300.1.1.1]", "x@[198.18.0.2",
+		"x@bad_domain", "x@-bad.example", "x@", "@remote.example",
+		"nodomain", "",
+	};
+
 	expect_relay(rt, "x@[198.18.0.2]", MTA_NH_IP, "198.18.0.2", 25,
 		     "[198.18.0.2]");
-	expect_reject(rt, "x@[IPv6:2001:db8::1]", 553, "5.1.3", NULL);
-	expect_reject(rt, "x@[300.1.1.1]", 553, "5.1.3", NULL);
-	expect_reject(rt, "x@[198.18.0.2", 553, "5.1.3", NULL);
-	expect_reject(rt, "x@bad_domain", 553, "5.1.3", NULL);
-	expect_reject(rt, "x@-bad.example", 553, "5.1.3", NULL);
-	expect_reject(rt, "x@", 553, "5.1.3", NULL);
-	expect_reject(rt, "@remote.example", 553, "5.1.3", NULL);
-	expect_reject(rt, "nodomain", 553, "5.1.3", NULL);
-	expect_reject(rt, "", 553, "5.1.3", NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		expect_reject(rt, bad[i], 553, "5.1.3", NULL);
 }
 
 Test(mta_route, relayhost_forms)
@@ -459,42 +482,37 @@ Test(mta_route, missing_postmaster)
 	mta_route_free(r);
 }
 
+/* mta_route_check_rcpt(rt, addr) gives want (the result into *res). */
+static void expect_check(const char *addr, enum mta_route_check want,
+			 struct mta_route_result *res)
+{
+	cr_expect_eq(mta_route_check_rcpt(rt, addr, res), want, "%s", addr);
+}
+
 Test(mta_route, check_rcpt_for_policy)
 {
+	static const char *const local_ok[] = {
+		"alice@dpmail.test", "alice+x@dpmail.test",
+		"sales@dpmail.test", "sales+x@dpmail.test",
+		"whoever@catch.test", "postmaster", "alice@partner.example",
+	};
+	static const char *const not_local[] = {
+		"x@remote.example", "x@exact.example", "x@[198.18.0.2]",
+		"alice",
+	};
 	struct mta_route_result res;
 
-	cr_expect_eq(mta_route_check_rcpt(rt, "alice@dpmail.test", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "alice+x@dpmail.test", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "sales@dpmail.test", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "sales+x@dpmail.test", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "whoever@catch.test", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "postmaster", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "alice@partner.example", &res),
-		     MTA_RCHK_LOCAL_OK);
-	cr_expect_eq(mta_route_check_rcpt(rt, "nobody@dpmail.test", &res),
-		     MTA_RCHK_NO_USER);
+	for (size_t i = 0; i < sizeof(local_ok) / sizeof(*local_ok); i++)
+		expect_check(local_ok[i], MTA_RCHK_LOCAL_OK, &res);
+	expect_check("nobody@dpmail.test", MTA_RCHK_NO_USER, &res);
 	cr_expect_eq(res.code, 550);
-	cr_expect_eq(mta_route_check_rcpt(rt, "carol@partner.example", &res),
-		     MTA_RCHK_NO_USER);
-	cr_expect_eq(mta_route_check_rcpt(rt, "x@blocked.example", &res),
-		     MTA_RCHK_REJECT);
+	expect_check("carol@partner.example", MTA_RCHK_NO_USER, &res);
+	expect_check("x@blocked.example", MTA_RCHK_REJECT, &res);
 	cr_expect_eq(res.code, 554);
 	cr_expect_str_eq(res.enh, "5.7.2");
 	cr_expect_str_eq(res.text, "we do not talk to them");
-	cr_expect_eq(mta_route_check_rcpt(rt, "x@remote.example", &res),
-		     MTA_RCHK_NOT_LOCAL);
-	cr_expect_eq(mta_route_check_rcpt(rt, "x@exact.example", &res),
-		     MTA_RCHK_NOT_LOCAL);
-	cr_expect_eq(mta_route_check_rcpt(rt, "x@[198.18.0.2]", &res),
-		     MTA_RCHK_NOT_LOCAL);
-	cr_expect_eq(mta_route_check_rcpt(rt, "alice", &res),
-		     MTA_RCHK_NOT_LOCAL);
+	for (size_t i = 0; i < sizeof(not_local) / sizeof(*not_local); i++)
+		expect_check(not_local[i], MTA_RCHK_NOT_LOCAL, &res);
 }
 
 TestSuite(mta_route_load, .init = make_dir, .fini = rm_dir);
