@@ -18,12 +18,15 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 
 #include <rte_ring.h>
 
@@ -120,6 +123,7 @@ struct local {
 	size_t n, cap;
 	int phase;               /* 0 idle, 1 handed over, 2 done */
 	bool stop, started;
+	struct mta_qmgr *q;      /* to kick it when a batch is done */
 };
 
 struct ctl_req {
@@ -145,6 +149,11 @@ struct mta_qmgr {
 	pthread_t th;
 	_Atomic bool stop;
 	bool started;
+	/* Idle for a while, the thread sleeps in poll() on wake_fd with
+	 * sleeping set; whoever hands it work then writes the eventfd
+	 * (a syscall only while it sleeps). */
+	int wake_fd;
+	int sleeping;            /* atomic */
 
 	struct qmsg *live;
 	struct dest *buckets[DEST_BUCKETS];
@@ -1106,6 +1115,8 @@ static void suspend_ready(struct mta_qmgr *q, struct dest *d)
 
 /* ---- local delivery ------------------------------------------------- */
 
+static void qmgr_kick(struct mta_qmgr *q);
+
 static void *local_main(void *arg)
 {
 	struct local *l = arg;
@@ -1120,6 +1131,7 @@ static void *local_main(void *arg)
 		mailbox_deliver(l->ms, l->items, l->n);
 		pthread_mutex_lock(&l->mu);
 		l->phase = 2;
+		qmgr_kick(l->q);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
@@ -1620,7 +1632,8 @@ static int ctl_call(struct mta_qmgr *q, struct ctl_req *c, uint32_t timeout_ms)
 		return -EBUSY;
 	}
 	q->ctl = c;
-	__atomic_store_n(&q->ctl_pending, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&q->ctl_pending, true, __ATOMIC_SEQ_CST);
+	qmgr_kick(q);
 	while (c->phase != 2) {
 		rc = pthread_cond_timedwait(&q->ctl_cv, &q->ctl_mu, &dl);
 		if (rc == ETIMEDOUT && c->phase == 0) {
@@ -1657,6 +1670,37 @@ int mta_qmgr_dests(struct mta_qmgr *q, mta_qctl_dest_cb cb, void *arg,
 }
 
 /* ---- the loop ------------------------------------------------------- */
+
+static void qmgr_kick(struct mta_qmgr *q)
+{
+	uint64_t one = 1;
+
+	if (q->wake_fd >= 0 &&
+	    __atomic_load_n(&q->sleeping, __ATOMIC_SEQ_CST) != 0) {
+		ssize_t r = write(q->wake_fd, &one, sizeof(one));
+		(void)r; /* EAGAIN: the counter is full, it wakes anyway */
+	}
+}
+
+/* Sleeps until kicked or timeout_ms, unless work arrived meanwhile. Only
+ * when no spool request is out: the spool's writers do not kick. */
+static void deep_sleep(struct mta_qmgr *q, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = q->wake_fd, .events = POLLIN };
+	uint64_t v;
+
+	__atomic_store_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
+	if (rte_ring_count(q->in) == 0 && rte_ring_count(q->back) == 0 &&
+	    !__atomic_load_n(&q->ctl_pending, __ATOMIC_SEQ_CST) &&
+	    local_phase(&q->loc) != 2 &&
+	    !__atomic_load_n(&q->stop, __ATOMIC_SEQ_CST)) {
+		if (poll(&pfd, 1, timeout_ms) > 0) {
+			ssize_t r = read(q->wake_fd, &v, sizeof(v));
+			(void)r;
+		}
+	}
+	__atomic_store_n(&q->sleeping, 0, __ATOMIC_SEQ_CST);
+}
 
 static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
 {
@@ -1754,7 +1798,13 @@ static void *qmgr_main(void *arg)
 		 * next to a delivery; each wake drains every ring. */
 		if (++idle > 32) {
 			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
+			/* a second without work and nothing owed by the
+			 * spool: sleep until kicked (or the next scan) */
+			if (idle > 1000 && q->wake_fd >= 0 &&
+			    q->reqs_out == 0 && q->retry == NULL)
+				deep_sleep(q, SCAN_MS);
+			else
+				nanosleep(&ts, NULL);
 		}
 	}
 	return NULL;
@@ -1765,7 +1815,10 @@ static void *qmgr_main(void *arg)
 int mta_qmgr_submit(struct mta_qmgr *q, unsigned worker, struct envelope *env)
 {
 	(void)worker;
-	return rte_ring_mp_enqueue(q->in, env) == 0 ? 0 : -ENOBUFS;
+	if (rte_ring_mp_enqueue(q->in, env) != 0)
+		return -ENOBUFS;
+	qmgr_kick(q);
+	return 0;
 }
 
 unsigned mta_qmgr_worker_jobs(struct mta_qmgr *q, unsigned worker,
@@ -1781,6 +1834,7 @@ void mta_qmgr_job_done(struct mta_qmgr *q, struct mta_job *j)
 	 * spin only if it is momentarily full */
 	while (rte_ring_mp_enqueue(q->back, j) != 0)
 		;
+	qmgr_kick(q);
 }
 
 void mta_qmgr_get_stats(const struct mta_qmgr *q, struct mta_qmgr_stats *s)
@@ -1944,6 +1998,11 @@ int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
 		return -ENOMEM;
 	}
 	q->c = *c;
+	q->loc.q = q;
+	q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->wake_fd < 0)
+		LOG(LOG_WARNING, "qmgr: eventfd: %s; polling instead",
+		    strerror(errno));
 	if (q->c.dest_concurrency == 0)
 		q->c.dest_concurrency = 1;
 	if (q->c.local_batch == 0)
@@ -2013,7 +2072,8 @@ void mta_qmgr_free(struct mta_qmgr *q)
 	if (q == NULL)
 		return;
 	if (q->started) {
-		__atomic_store_n(&q->stop, true, __ATOMIC_RELEASE);
+		__atomic_store_n(&q->stop, true, __ATOMIC_SEQ_CST);
+		qmgr_kick(q);
 		pthread_join(q->th, NULL);
 	}
 	if (q->loc.started) {
@@ -2110,5 +2170,7 @@ void mta_qmgr_free(struct mta_qmgr *q)
 	free(q->to_worker);
 	free(q->in);
 	free(q->back);
+	if (q->wake_fd >= 0)
+		close(q->wake_fd);
 	free(q);
 }
