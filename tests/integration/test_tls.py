@@ -641,3 +641,83 @@ def test_handshake_and_hash_cost_on_the_worker(lab):
     }
     print("figures:", fig)
     labmod.record_result("tls_handshake_cost", fig)
+
+
+# ------------------------------------------------------------ with Postfix
+
+PF_IP = "198.18.0.20"
+PKI = Path(tempfile.mkdtemp(prefix="dpmail-pki-"))
+
+
+def _make_pki():
+    """A test CA and a leaf for Postfix at PF_IP signed by it."""
+    os.chmod(PKI, 0o755)
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True,
+                                    cwd=PKI)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+        "/CN=dpmail test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=pf.example",
+        "-keyout", "pf.key", "-out", "pf.csr")
+    (PKI / "ext").write_text(f"subjectAltName=DNS:pf.example,IP:{PF_IP}\n")
+    run("openssl", "x509", "-req", "-in", "pf.csr", "-CA", "ca.pem",
+        "-CAkey", "ca.key", "-CAcreateserial", "-days", "30", "-extfile",
+        "ext", "-out", "pf.pem")
+    for f in PKI.iterdir():
+        os.chmod(f, 0o644)
+
+
+_make_pki()
+
+
+def postfix_world(lab, tmp_path, **kw):
+    import mtalab as ml
+    world = ml.MtaWorld(lab, tmp_path / "world")
+    world.add_addresses([PF_IP])
+    pf = ml.Postfix(world.r, world.dir / "postfix", PF_IP, **kw)
+    # TLS in Postfix needs its tlsmgr (entropy, session cache)
+    with open(pf.etc / "master.cf", "a") as f:
+        f.write("tlsmgr unix - - n 1000? 1 tlsmgr\n")
+    world.things.append(pf)
+    pf.start()
+    return world, pf
+
+
+@lab_config(mta={"relayhost": f"[{PF_IP}]:25",
+                 "tls_policy_map": f"{PF_IP}:verify",
+                 "tls_ca_file": str(PKI / "ca.pem")})
+def test_relay_into_postfix_starttls_verify(lab, tmp_path):
+    world, pf = postfix_world(
+        lab, tmp_path, users=["u1@pf.test"],
+        main={"smtpd_tls_security_level": "may",
+              "smtpd_tls_cert_file": str(PKI / "pf.pem"),
+              "smtpd_tls_key_file": str(PKI / "pf.key"),
+              "smtpd_tls_loglevel": "1"})
+    try:
+        submit_remote(lab, "u1@pf.test")
+        pf.wait_delivered(1, 60, user="u1@pf.test")
+        assert "TLS verified" in lab.log_text(), lab.log_tail()
+        assert "TLS connection established from" in pf.log_text(), \
+            pf.log_tail()
+    finally:
+        world.close()
+
+
+@lab_config(policy={"trusted_networks": "198.18.0.0/24"})
+def test_postfix_relays_into_dpmail_over_starttls(lab, tmp_path, ):
+    world, pf = postfix_world(
+        lab, tmp_path, relayhost=f"[{DAEMON_IP}]:25",
+        main={"smtp_tls_security_level": "encrypt",
+              "smtp_tls_loglevel": "1"})
+    try:
+        res = lab.run(["swaks", "--server", PF_IP, "--from",
+                       "someone@pf.test", "--to", "alice@dpmail.test",
+                       "--body", "via postfix"], check=False, timeout=60)
+        assert res.returncode == 0, res.stdout[-1500:]
+        sl.wait_for(lambda: ", tls: queued" in lab.log_text(), 60,
+                    what="a message queued over TLS from Postfix")
+        assert "TLS connection established to" in pf.log_text(), \
+            pf.log_tail()
+    finally:
+        world.close()
