@@ -1,19 +1,29 @@
 /*
- * log.c: level-filtered log lines on stderr, one write(2) per line so that
- * lines from several threads never interleave.
+ * log.c: level-filtered log lines, one write(2) per line so that lines
+ * from several threads never interleave: to stderr, a file (O_APPEND) or
+ * syslog's datagram socket, as text or JSON lines.
  */
 #include "common/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 /* changed at run time by dpmailctl log level (the control thread) */
 static _Atomic int log_level_cur = LOG_INFO;
+
+/* set once by log_open before the threads start */
+static int log_fd = STDERR_FILENO;
+static enum log_format log_fmt = LOG_FMT_TEXT;
+static int log_syslog;       /* log_fd is the /dev/log datagram socket */
 
 static const char *const level_names[] = {
 	[LOG_ERR] = "error",   [LOG_WARNING] = "warning",
@@ -50,29 +60,101 @@ const char *log_level_name(enum log_level level)
 	return level_names[level];
 }
 
+int log_open(enum log_format fmt, const char *output, char *err,
+	     size_t errlen)
+{
+	int fd;
+
+	if (strcmp(output, "stderr") == 0 || output[0] == '\0') {
+		fd = STDERR_FILENO;
+	} else if (strcmp(output, "syslog") == 0) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/dev/log");
+		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa,
+				      sizeof(sa)) != 0) {
+			snprintf(err, errlen, "syslog: /dev/log: %s",
+				 strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		log_syslog = 1;
+	} else {
+		fd = open(output, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+			  0640);
+		if (fd < 0) {
+			snprintf(err, errlen, "%s: %s", output,
+				 strerror(errno));
+			return -1;
+		}
+	}
+	log_fd = fd;
+	log_fmt = fmt;
+	return 0;
+}
+
+/* s as the inside of a JSON string into out (NUL-terminated, cut short
+ * rather than overflow); returns the length written */
+static size_t json_escape(char *out, size_t len, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0' && n + 7 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20) {
+			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char line[1024];
+	/* syslog severities (RFC 5424) for our levels; facility mail (2) */
+	static const int sev[] = { 3, 4, 5, 6, 7 };
+	char msg[1024], line[2200], stamp[40];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
 	va_list ap;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s: ",
-			      ts.tv_nsec / 1000000, log_level_name(level));
 	va_start(ap, fmt);
-	int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	int w = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (w < 0)
-		w = 0;
-	n += (size_t)w;
+		msg[0] = '\0';
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + n, sizeof(stamp) - n, ".%03ldZ",
+		 ts.tv_nsec / 1000000);
+	if (log_syslog) {
+		/* syslogd stamps it; RFC 3164 "<PRI>TAG[PID]: MSG" */
+		n = (size_t)snprintf(line, sizeof(line), "<%d>dpmaild[%d]: %s",
+				     16 + sev[(unsigned)level % 5],
+				     (int)getpid(), msg);
+	} else if (log_fmt == LOG_FMT_JSON) {
+		char esc[sizeof(line) - 100];
+		json_escape(esc, sizeof(esc), msg);
+		n = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\","
+				     "\"level\":\"%s\",\"msg\":\"%s\"}", stamp,
+				     log_level_name(level), esc);
+	} else {
+		n = (size_t)snprintf(line, sizeof(line), "%s %s: %s", stamp,
+				     log_level_name(level), msg);
+	}
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2; /* truncated: keep the newline */
-	line[n++] = '\n';
-	/* stderr may be a pipe that closed; nothing useful to do then */
-	ssize_t r = write(STDERR_FILENO, line, n);
+	if (!log_syslog)
+		line[n++] = '\n';
+	/* the output may be a pipe that closed; nothing useful to do then */
+	ssize_t r = write(log_fd, line, n);
 	(void)r;
 }

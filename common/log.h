@@ -1,7 +1,8 @@
 /*
  * log.h: dpmail's logging.
  *
- * One line per event on stderr, prefixed with a level tag. Messages a peer
+ * One line per event, prefixed with a level tag: on stderr by default,
+ * or to a file or syslog, as text or JSON lines (log_open). Messages a peer
  * can trigger (bad packets, bad commands) must go through LOG_RL, which
  * rate-limits per call site so that an attacker cannot flood the log.
  * Owns: the global log level. Never allocates; safe from any thread (each
@@ -10,6 +11,7 @@
 #ifndef DPMAIL_COMMON_LOG_H
 #define DPMAIL_COMMON_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/ratelimit.h"
@@ -28,6 +30,13 @@ enum log_level log_get_level(void);
 /* "error", "warning", "notice", "info", "debug" -> level; -1 if unknown. */
 int log_level_parse(const char *name);
 const char *log_level_name(enum log_level level);
+
+enum log_format { LOG_FMT_TEXT = 0, LOG_FMT_JSON };
+/* Where lines go: "stderr", "syslog" (the /dev/log socket, facility
+ * mail) or a file path (appended, created 0640). Call once at start-up,
+ * before any thread logs. 0, or -1 with the reason in err. */
+int log_open(enum log_format fmt, const char *output, char *err,
+	     size_t errlen);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

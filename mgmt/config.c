@@ -59,6 +59,7 @@ struct key {
 #define PO(f) offsetof(struct dpmail_conf, policy.f), sizeof(((struct mta_policy_conf *)0)->f)
 
 static const char *const bare_names[] = { "reject", "normalize", NULL };
+static const char *const log_format_names[] = { "text", "json", NULL };
 static const char *const vrfy_names[] = { "252", "disabled", NULL };
 static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
 static const char *const auth_plain_names[] = { "no", "trusted", "yes", NULL };
@@ -205,6 +206,8 @@ static const struct key keys[] = {
 	{ "mailbox", "quota_messages", K_U32, QM(mailbox.quota_messages), 0, UINT32_MAX, NULL },
 	{ "mailbox", "fsync", K_BOOL, QM(mailbox.fsync), 0, 0, NULL },
 	{ "log", "level", K_LOGLEVEL, offsetof(struct dpmail_conf, log_level), 0, 0, 0, NULL },
+	{ "log", "format", K_ENUM, TOP(log_format), 0, 0, log_format_names },
+	{ "log", "output", K_STR, TOP(log_output), 0, 0, NULL },
 	{ "control", "socket", K_STR, TOP(ctl_socket), 0, 0, NULL },
 	{ "metrics", "listen", K_LISTEN, TOP(metrics_listen), 0, 0, NULL },
 };
@@ -646,6 +649,7 @@ void config_defaults(struct dpmail_conf *c)
 	c->diag.connect_delay_ms = 1000;
 	c->log_level = LOG_INFO;
 	snprintf(c->ctl_socket, sizeof(c->ctl_socket), "var/run/dpmail.sock");
+	snprintf(c->log_output, sizeof(c->log_output), "stderr");
 	snprintf(c->metrics_listen, sizeof(c->metrics_listen),
 		 "127.0.0.1:9187");
 	config_finish(c);

@@ -38,6 +38,8 @@ struct dpmail_conf {
 	/* [control] and [metrics] (mgmt/ctl.h, mgmt/metrics.h) */
 	char ctl_socket[108];      /* sun_path */
 	char metrics_listen[64];   /* "a.b.c.d:port", "" = off */
+	uint32_t log_format;       /* enum log_format */
+	char log_output[256];      /* "stderr", "syslog" or a file */
 };
 
 void config_defaults(struct dpmail_conf *c);

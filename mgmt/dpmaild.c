@@ -78,6 +78,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(conf.log_level);
+	if (log_open((enum log_format)conf.log_format, conf.log_output, err,
+		     sizeof(err)) != 0) {
+		fprintf(stderr, "dpmaild: [log] output: %s\n", err);
+		return 1;
+	}
 	LOG(LOG_NOTICE, "dpmaild %s starting (config %s)", DPMAIL_VERSION,
 	    path);
 	return daemon_run(&conf, argv[0]);

@@ -461,3 +461,25 @@ def test_bad_requests_and_socket(ctl_lab, tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0 and "Usage" in r.stdout, (verb, r)
     assert lb.alive()
+
+
+@pytest.mark.pmds("tap")
+def test_json_log_lines(ctl_lab):
+    """[log] format = json: every log line is one JSON object (time,
+    level, msg), the queued and delivery lines among them."""
+    w = ctl_lab(extra={"log": {"format": "json"}})
+    lb = w.lab
+    qid = ml.send_one(lb.ns, SENDER, ["bob@dpmail.test"],
+                      ml.message("j0", to="bob@dpmail.test"))[0]
+    assert qid
+    wait(lambda: ctlj(lb, "stats")["qmgr"]["delivered_local"] == 1, 30,
+         "the delivery")
+    objs = []
+    for line in lb.log_text().splitlines():
+        if line.startswith("{"):
+            objs.append(json.loads(line))
+    assert any("dpmaild: ready" in o["msg"] for o in objs)
+    assert any(qid in o["msg"] for o in objs), [o["msg"] for o in objs]
+    assert all(set(o) == {"time", "level", "msg"} for o in objs)
+    # (DPDK's own EAL/PMD messages and the counter tables stay plain)
+    assert len(objs) >= 5

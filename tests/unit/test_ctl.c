@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "mgmt/ctl.h"
 
 static int echo(void *arg, const json_t *req, json_t *r, char *err,
@@ -237,4 +238,47 @@ Test(ctl, socket_mode_stale_live_and_limit)
 	snprintf(buf, sizeof(buf), "%s/run", dir);
 	rmdir(buf);
 	rmdir(dir);
+}
+
+/* [log] format = json, output = FILE (common/log.c): every line one JSON
+ * object, the message escaped; lines appended */
+Test(log, json_lines_to_a_file)
+{
+	char path[] = "/tmp/ut-log-XXXXXX", err[256], line[4096];
+	int fd = mkstemp(path);
+	FILE *f;
+	int n = 0;
+
+	cr_assert(fd >= 0);
+	close(fd);
+	cr_assert_eq(log_open(LOG_FMT_JSON, path, err, sizeof(err)), 0, "%s",
+		     err);
+	LOG(LOG_NOTICE, "a \"quoted\" word, a \\ and a\nnew line");
+	LOG(LOG_DEBUG, "below the level: not written");
+	LOG(LOG_WARNING, "second %d", 2);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		json_t *j = json_loads(line, 0, NULL);
+		cr_assert_not_null(j, "not JSON: %s", line);
+		cr_assert(json_is_string(json_object_get(j, "time")));
+		if (n == 0) {
+			cr_assert_str_eq(json_string_value(json_object_get(j,
+				"level")), "notice");
+			cr_assert_str_eq(json_string_value(json_object_get(j,
+				"msg")), "a \"quoted\" word, a \\ and a\nnew "
+				"line");
+		} else {
+			cr_assert_str_eq(json_string_value(json_object_get(j,
+				"msg")), "second 2");
+		}
+		json_decref(j);
+		n++;
+	}
+	fclose(f);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(log_open(LOG_FMT_TEXT, "/nonexistent/dir/log", err,
+			      sizeof(err)), -1);
+	cr_assert_not_null(strstr(err, "/nonexistent/dir/log"), "%s", err);
+	unlink(path);
 }
