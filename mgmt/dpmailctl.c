@@ -34,6 +34,9 @@ static void usage(FILE *f)
 		"                        with its recipients' states (offline,\n"
 		"                        read-only; like postqueue -p, --body\n"
 		"                        adds the message like postcat)\n"
+		"  user add|passwd|del|list [NAME] [--password-stdin]\n"
+		"                        edit the AUTH user file ([auth]\n"
+		"                        users_file, or --file; see user --help)\n"
 		"\n"
 		"Exit codes: 0 success, 1 the check failed (or the spool has bad\n"
 		"records), 2 usage error.\n\n",
