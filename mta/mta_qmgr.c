@@ -670,9 +670,13 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 			uint64_t not_before_ms)
 {
 	struct qmsg *m = e->m;
-	/* rounded up: a retry never comes before its interval */
-	uint64_t now = wall_ms(), now_s = (now + 999u) / 1000u;
-	uint64_t arrival_s = m->env->arrival_us / 1000000u;
+	/* Whole seconds, rounded so that nothing comes early: a retry
+	 * is scheduled from now rounded up; expiry and delay warnings
+	 * compare now rounded down with the arrival rounded up (the last
+	 * retry, capped at arrival + lifetime, then finds it expired). */
+	uint64_t now = wall_ms(), now_up = (now + 999u) / 1000u;
+	uint64_t now_s = now / 1000u;
+	uint64_t arrival_s = (m->env->arrival_us + 999999u) / 1000000u;
 	uint64_t next_s;
 	struct mta_dsn_rcpt *warn = NULL;
 	size_t nwarn = 0;
@@ -699,7 +703,7 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 		return;
 	}
 	next_s = mta_retry_next(&q->c.retry, arrival_s,
-				m->attempts ? m->attempts : 1, now_s);
+				m->attempts ? m->attempts : 1, now_up);
 	if (next_s * 1000u < not_before_ms)
 		next_s = (not_before_ms + 999u) / 1000u;
 	e->due_ms = next_s * 1000u;
