@@ -407,8 +407,9 @@ static int batch_sync(struct spool_writer *w)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = fdatasync(w->fd) == 0 ? 0 : -errno;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
-	     (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+	/* signed: the nanoseconds part alone may go down */
+	us = (uint64_t)(((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+			 (t1.tv_nsec - t0.tv_nsec)) / 1000);
 	/* only this thread writes them: a relaxed add is a plain add */
 	while (b < SPOOL_SYNC_BUCKETS && us > bounds[b])
 		b++;
