@@ -26,7 +26,8 @@ static void usage(FILE *f, const char *prog)
 		"  -V, --version      print the version\n"
 		"\n"
 		"Signals: SIGTERM or SIGINT stop it cleanly (exit 0); SIGUSR1\n"
-		"prints the counters to stderr. Logs go to stderr.\n",
+		"prints the counters to stderr. Logs go to [log] output (stderr\n"
+		"by default). dpmailctl manages it over [control] socket.\n",
 		prog, DPMAIL_SYSCONFDIR);
 }
 
