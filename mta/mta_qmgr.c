@@ -702,11 +702,26 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 		entry_free(q, e);
 		return;
 	}
-	next_s = mta_retry_next(&q->c.retry, arrival_s,
-				m->attempts ? m->attempts : 1, now_up);
-	if (next_s * 1000u < not_before_ms)
+	if (!count && not_before_ms != 0) {
+		/* no attempt was made (its destination rests): it goes
+		 * with the destination's next try, not a retry interval
+		 * later */
 		next_s = (not_before_ms + 999u) / 1000u;
-	e->due_ms = next_s * 1000u;
+		e->due_ms = not_before_ms;
+	} else {
+		/* the interval counts from now itself, so that recipients
+		 * of a destination that failed as a whole come due with its
+		 * next try (not_before), not a rounding later */
+		uint64_t due;
+
+		next_s = mta_retry_next(&q->c.retry, arrival_s,
+					m->attempts ? m->attempts : 1, now_up);
+		due = now + (next_s > now_up ? (next_s - now_up) * 1000u : 0);
+		if (due < not_before_ms)
+			due = not_before_ms;
+		e->due_ms = due;
+		next_s = (due + 999u) / 1000u;
+	}
 	dsn_conf(q, &dc);
 	dc.delay_by_default = false;
 	for (uint32_t i = 0; i < e->n; i++) {
