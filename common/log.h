@@ -52,9 +52,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
  * (burst 20) per call site, process-wide. The bucket is racy across
  * threads by design: an occasional extra line is harmless, a lock is not.
  */
-#define LOG_RL(level, ...)                                                     \
+#define LOG_RL(level, ...) LOG_RLN(level, 10, 20, __VA_ARGS__)
+
+/* The same with its own rate and burst: for events a peer triggers but
+ * an operator wants every one of under normal load (connect and
+ * disconnect lines: 1,000 a second). */
+#define LOG_RLN(level, rate, burst, ...)                                       \
 	do {                                                                   \
-		static struct ratelimit log_rl_ = RATELIMIT_INIT(10, 20);      \
+		static struct ratelimit log_rl_ = RATELIMIT_INIT(rate, burst); \
 		if ((level) <= log_get_level() &&                              \
 		    ratelimit_allow(&log_rl_, ratelimit_now_ms()))             \
 			log_msg((level), __VA_ARGS__);                         \

@@ -6,11 +6,12 @@
  * from the queue manager's thread through mta_qmgr_ctl (never by reading
  * the spool); shutdown only sets a flag the main loop acts on.
  *
- * reload applies what can change under running sessions: the log level.
- * The routing tables (users, aliases, transport) are loaded and checked
- * so that a bad file is refused, but the running daemon keeps the tables
- * it started with (mta_qmgr and smtpd hold them without a swap point
- * yet); the reply lists every changed section that needs a restart.
+ * reload applies what can change under running sessions: the log level,
+ * [smtp] limits and [policy] for new sessions (smtpd_shared_reconf: open
+ * sessions keep theirs), the routing tables (users, aliases, transport,
+ * relay host) at smtpd and the queue manager, and the queue manager's
+ * settings (mta_qmgr_reconf); the reply lists every changed section
+ * that needs a restart.
  */
 #include "mgmt/ctl_verbs.h"
 
@@ -27,6 +28,7 @@
 #include "common/parse.h"
 #include "mgmt/config.h"
 #include "mgmt/smtpd.h"
+#include "mta/mta_policy.h"
 #include "mta/mta_qmgr.h"
 #include "mta/mta_route.h"
 
@@ -475,22 +477,35 @@ static int v_log_level(void *arg, const json_t *req, json_t *r, char *err,
 
 #define SAME(f) (memcmp(&a->f, &b->f, sizeof(a->f)) == 0)
 
-static void changed_sections(const struct dpmail_conf *a,
+/* [mta] outbound settings; helo_name points into each struct */
+static bool out_same(const struct dpmail_conf *a, const struct dpmail_conf *b)
+{
+	struct mta_out_conf x = a->out, y = b->out;
+
+	x.helo_name = y.helo_name = NULL;
+	return memcmp(&x, &y, sizeof(x)) == 0 &&
+	       strcmp(a->out.helo_name ? a->out.helo_name : "",
+		      b->out.helo_name ? b->out.helo_name : "") == 0 &&
+	       SAME(mta_resolvers);
+}
+
+/* What a reload found changed that only a restart applies (a: the
+ * configuration the daemon started with). */
+static void restart_sections(const struct dpmail_conf *a,
 			     const struct dpmail_conf *b, json_t *out)
 {
 	struct { const char *name; bool same; } s[] = {
 		{ "eal/port/dataplane/fault", SAME(dp) },
 		{ "net/stack/tcp", SAME(stack) },
 		{ "diag", SAME(diag) },
-		{ "smtp", SAME(smtpd) },
+		{ "smtp (listeners/TLS/users file)",
+		  smtpd_conf_restart_same(&a->smtpd, &b->smtpd) },
 		{ "spool", SAME(spool) },
-		{ "policy", SAME(policy) },
-		{ "mta (routing)", SAME(route) },
-		{ "mta/mailbox (queue)", SAME(qmgr) },
-		{ "mta (outbound)", SAME(out) && SAME(mta_resolvers) &&
-				    SAME(mta_helo) },
+		{ "mailbox", SAME(qmgr.mailbox) },
+		{ "mta (outbound)", out_same(a, b) },
 		{ "control", SAME(ctl_socket) },
 		{ "metrics", SAME(metrics_listen) },
+		{ "log (format/output)", SAME(log_format) && SAME(log_output) },
 	};
 
 	for (size_t i = 0; i < sizeof(s) / sizeof(*s); i++)
@@ -498,50 +513,111 @@ static void changed_sections(const struct dpmail_conf *a,
 			json_array_append_new(out, json_string(s[i].name));
 }
 
+/* The queue manager's live part: all but spool_dir and mailbox. */
+static bool qmgr_live_same(const struct dpmail_conf *a,
+			   const struct dpmail_conf *b)
+{
+	struct mta_qmgr_conf x = a->qmgr, y = b->qmgr;
+
+	memset(x.spool_dir, 0, sizeof(x.spool_dir));
+	memset(y.spool_dir, 0, sizeof(y.spool_dir));
+	memset(&x.mailbox, 0, sizeof(x.mailbox));
+	memset(&y.mailbox, 0, sizeof(y.mailbox));
+	return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+/* Queue manager and smtpd wait at most this for their threads. */
+#define RELOAD_WAIT_MS 5000
+
+/*
+ * Re-reads the file, and the tables it names, whole; anything wrong and
+ * nothing changes. Then, without dropping a session: the log level; the
+ * queue manager's settings and routing tables (for messages routed from
+ * now on); smtpd's limits, policy and alias tables (for sessions
+ * accepted from now on; open ones keep theirs). What only a restart can
+ * change is named in "restart_needed".
+ */
 static int v_reload(void *arg, const json_t *req, json_t *r, char *err,
 		    size_t errlen)
 {
 	struct mgmt_view *v = arg;
+	const struct dpmail_conf *was = v->applied ? v->applied : v->conf;
 	struct dpmail_conf *nc = malloc(sizeof(*nc));
+	struct mta_policy *policy = NULL;
 	struct mta_route *route = NULL;
 	json_t *applied = json_array(), *restart = json_array();
 	const char *path = v->conf->path;
 	char e[512];
+	int rc;
 
 	(void)req;
 	if (nc == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (config_load(nc, path, err, errlen) != 0) {
-		LOG(LOG_WARNING, "ctl: reload refused: %s", err);
-		goto fail;
+	if (config_load(nc, path, err, errlen) != 0)
+		goto refused;
+	/* the tables must load too, or the file is refused */
+	if (v->smtp_sh != NULL) {
+		if (mta_policy_load(&policy, &nc->policy, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "%s: policy: %s", path, e);
+			goto refused;
+		}
+		if (mta_route_load(&route, &nc->route, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "%s: routing: %s", path, e);
+			goto refused;
+		}
+		mta_policy_set_route(policy, route);
 	}
-	/* the routing tables must load too, or the file is refused */
-	if (v->qmgr != NULL &&
-	    mta_route_load(&route, &nc->route, e, sizeof(e)) != 0) {
-		snprintf(err, errlen, "%s: routing: %s", path, e);
-		LOG(LOG_WARNING, "ctl: reload refused: %s", err);
-		goto fail;
+	/* the queue manager first: it alone can say no (busy) */
+	if (v->qmgr != NULL) {
+		rc = mta_qmgr_reconf(v->qmgr, &nc->qmgr, route, RELOAD_WAIT_MS);
+		if (rc < 0) {
+			snprintf(err, errlen, "the queue manager did not take "
+				 "the new configuration (%s); nothing changed",
+				 strerror(-rc));
+			goto refused;
+		}
+		if (!qmgr_live_same(was, nc))
+			json_array_append_new(applied, json_string("queue"));
+		json_array_append_new(applied, json_string("routing"));
 	}
-	mta_route_free(route);
+	if (v->smtp_sh != NULL) {
+		rc = smtpd_shared_reconf(v->smtp_sh, &nc->smtpd, policy, route,
+					 RELOAD_WAIT_MS);
+		if (rc < 0) {
+			/* the queue manager has the new tables already */
+			snprintf(err, errlen, "smtp: %s; the queue manager "
+				 "took the new configuration, smtpd did not",
+				 strerror(-rc));
+			goto refused;
+		}
+		policy = NULL; /* smtpd's now */
+		if (memcmp(&was->smtpd, &nc->smtpd, sizeof(nc->smtpd)) != 0)
+			json_array_append_new(applied, json_string("smtp"));
+		json_array_append_new(applied, json_string("policy"));
+	}
 	if (nc->log_level != log_get_level()) {
 		log_set_level(nc->log_level);
 		json_array_append_new(applied, json_string("log.level"));
 	}
-	changed_sections(v->conf, nc, restart);
-	/* the running config stays what the daemon started with (other
-	 * threads read it without locks); only the log level is live */
-	LOG(LOG_NOTICE, "ctl: reloaded %s: %zu change%s applied, %zu "
+	restart_sections(v->conf, nc, restart);
+	LOG(LOG_NOTICE, "ctl: reloaded %s: %zu part%s applied, %zu "
 	    "section%s need a restart", path, json_array_size(applied),
 	    json_array_size(applied) == 1 ? "" : "s", json_array_size(restart),
 	    json_array_size(restart) == 1 ? "" : "s");
 	json_object_set_new(r, "config", json_string(path));
 	json_object_set_new(r, "applied", applied);
 	json_object_set_new(r, "restart_needed", restart);
-	free(nc);
+	mta_route_free(route);  /* the holders took their references */
+	free(v->applied);
+	v->applied = nc;
 	return 0;
+refused:
+	LOG(LOG_WARNING, "ctl: reload refused: %s", err);
 fail:
+	mta_policy_free(policy);
+	mta_route_free(route);
 	json_decref(applied);
 	json_decref(restart);
 	free(nc);

@@ -40,6 +40,9 @@ struct mgmt_view {
 	struct mta_qmgr *qmgr;
 	uint64_t start_wall_s;
 	uint64_t start_mono_ms;
+	/* the last configuration reload applied (the control thread's;
+	 * the daemon frees it after ctl_close); NULL: conf */
+	struct dpmail_conf *applied;
 	/* requests for the main loop (ctl thread -> main thread) */
 	atomic_int shutdown_req;     /* 1: stop */
 	atomic_uint drain_s;         /* with shutdown_req: drain this long */

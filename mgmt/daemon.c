@@ -108,6 +108,8 @@ static const struct dp_worker_ops stack_worker_ops = {
 };
 
 static struct wctx wctx[DP_MAX_WORKERS];
+_Static_assert(SMTPD_MAX_WORKERS >= DP_MAX_WORKERS,
+	       "smtpd tracks every worker for reloads");
 static struct spool *the_spool;
 static struct mgmt_view view;    /* what dpmailctl and metrics see */
 
@@ -539,6 +541,8 @@ out:
 	metrics_stop(metrics);
 	ctl_close(ctl);
 	ctl = NULL;
+	free(view.applied);
+	view.applied = NULL;
 	/* jobs in flight go back to the queue manager (their recipients
 	 * deferred) while the stacks can still abort their connections */
 	for (unsigned i = 0; i < DP_MAX_WORKERS; i++)

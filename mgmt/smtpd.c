@@ -29,9 +29,11 @@
 #include "mgmt/smtpd.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/parse.h"
@@ -58,13 +60,29 @@
 /* Plaintext read out of the tls_conn per call */
 #define TLS_READ_CHUNK 4096
 
-struct smtpd_shared {
+/* What a reload may change under running sessions: the limits, the
+ * recipient policy and the alias tables. Each session keeps the
+ * generation it started with until it ends; new ones take the current.
+ * Holders: the shared state while it is current, each worker (its
+ * copy, swapped in smtpd_tick), each session. */
+struct smtpd_gen {
+	uint32_t refs;                       /* atomic */
 	struct smtpd_conf conf;
 	struct smtp_server_conf eng;
-	const struct mta_policy *policy;
+	struct mta_policy *policy;
+	bool own_policy;                     /* a reload's: freed with it */
+	const struct mta_route *route;       /* a reference, or NULL */
+};
+
+struct smtpd_shared {
+	/* as started: listeners, TLS and the users file (restart only) */
+	struct smtpd_conf conf;
+	struct smtpd_gen *cur;               /* atomic pointer */
+	uint32_t gen_seq;                    /* atomic: bumped per reload */
+	pthread_mutex_t gen_mu;              /* one reload at a time */
+	struct smtpd_worker *workers[SMTPD_MAX_WORKERS]; /* atomic */
 	struct spool *sp;
 	struct mta_qmgr *qmgr;               /* NULL: accept only */
-	const struct mta_route *route;       /* alias rewrite; may be NULL */
 	uint32_t conns;                      /* atomic */
 	uint32_t per_client[PER_CLIENT_SLOTS]; /* atomic, by address hash */
 	uint32_t draining;                   /* atomic: shutdown --drain */
@@ -86,6 +104,8 @@ struct listener_ctx {
 
 struct smtpd_worker {
 	struct smtpd_shared *sh;
+	struct smtpd_gen *gen;   /* for new sessions */
+	uint32_t gen_seen;       /* atomic: sh->gen_seq when gen was taken */
 	struct stack *st;
 	unsigned index;
 	struct tcp_listener *l[SMTPD_MAX_LISTEN];
@@ -103,6 +123,7 @@ struct smtpd_worker {
 
 struct sess {
 	struct smtpd_worker *w;
+	struct smtpd_gen *gen;       /* limits and tables it started with */
 	struct tcp_conn *c;          /* NULL once the connection is over */
 	struct smtp_server *eng;
 	struct sess *prev, *next;
@@ -139,6 +160,67 @@ static uint32_t client_slot(uint32_t ip)
 	       PER_CLIENT_SLOTS;
 }
 
+/* ---- generations (reload) ------------------------------------------- */
+
+static struct smtpd_gen *gen_new(const struct smtpd_conf *c,
+				 struct mta_policy *policy, bool own_policy,
+				 const struct mta_route *route)
+{
+	struct smtpd_gen *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->refs = 1;
+	g->conf = *c;
+	g->policy = policy;
+	g->own_policy = own_policy;
+	g->route = route != NULL ? mta_route_ref(route) : NULL;
+	smtp_server_conf_defaults(&g->eng);
+	g->eng.hostname = g->conf.hostname;
+	g->eng.max_cmd_line = c->max_line;
+	g->eng.max_text_line = c->max_text_line;
+	g->eng.max_message_size = c->max_message_size;
+	g->eng.max_recipients = c->max_recipients;
+	g->eng.max_errors = c->max_errors;
+	g->eng.max_received = c->max_received;
+	g->eng.bare_lf = (enum smtp_bare_policy)c->bare_lf;
+	g->eng.vrfy = (enum smtp_vrfy_policy)c->vrfy;
+	return g;
+}
+
+static struct smtpd_gen *gen_ref(struct smtpd_gen *g)
+{
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+	return g;
+}
+
+static void gen_unref(struct smtpd_gen *g)
+{
+	if (g == NULL || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (g->own_policy)
+		mta_policy_free(g->policy);
+	mta_route_free(g->route);
+	free(g);
+}
+
+/* Once per tick: a reload published a new generation. The reloader
+ * keeps the current one alive until every worker has said (gen_seen)
+ * that it holds its own reference, so the load below is safe. */
+static void gen_check(struct smtpd_worker *w)
+{
+	struct smtpd_shared *sh = w->sh;
+	uint32_t seq = __atomic_load_n(&sh->gen_seq, __ATOMIC_ACQUIRE);
+	struct smtpd_gen *old;
+
+	if (seq == w->gen_seen)
+		return;
+	old = w->gen;
+	w->gen = gen_ref(__atomic_load_n(&sh->cur, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&w->gen_seen, seq, __ATOMIC_RELEASE);
+	gen_unref(old);
+}
+
 static uint64_t now_ms(const struct smtpd_worker *w)
 {
 	return w->st->now_ms;
@@ -161,7 +243,12 @@ static void sess_free(struct sess *s)
 		const struct smtp_server_stats *st = smtp_server_get_stats(s->eng);
 		w->cnt.commands += st->commands;
 		w->cnt.command_errors += st->errors;
+		LOG_RLN(LOG_INFO, 1000, 2000, "smtpd: disconnect from %s "
+			"commands=%u errors=%u messages=%u rcpt_rejected=%u",
+			s->client, st->commands, st->errors, st->messages,
+			st->rejected_rcpts);
 	}
+	gen_unref(s->gen);
 	smtp_server_free(s->eng);
 	tls_conn_free(s->tls);
 	free(s->areq);
@@ -371,7 +458,7 @@ static enum smtp_verdict op_mail(void *user, struct envelope *env)
 
 	if (spool_degraded(s->w->sh->sp))
 		return SMTP_TEMPFAIL_STORAGE;
-	if (s->w->sh->conf.auth.sender_login_match &&
+	if (s->gen->conf.auth.sender_login_match &&
 	    smtp_server_auth_user(s->eng)[0] != '\0' &&
 	    !users_sender_ok(smtp_server_auth_user(s->eng), s->auth_addrs,
 			     env->mail_from)) {
@@ -406,7 +493,7 @@ static enum smtp_verdict op_rcpt(void *user, const struct envelope *env,
 {
 	struct sess *s = user;
 	struct mta_policy_reply rep;
-	enum mta_verdict v = mta_policy_rcpt_reply(s->w->sh->policy,
+	enum mta_verdict v = mta_policy_rcpt_reply(s->gen->policy,
 						   s->client_ip, addr, &rep);
 
 	switch (v) {
@@ -534,8 +621,8 @@ static void op_message(void *user, struct envelope *env)
 	struct smtpd_worker *w = s->w;
 	int rc;
 
-	if (w->sh->route != NULL)
-		expand_aliases(w->sh->route, env, s->client);
+	if (s->gen->route != NULL)
+		expand_aliases(s->gen->route, env, s->client);
 
 	memset(&s->req, 0, sizeof(s->req));
 	s->req.type = SPOOL_REQ_MSG;
@@ -571,7 +658,7 @@ static int op_starttls(void *user)
 
 static uint32_t auth_epoch(const struct smtpd_worker *w)
 {
-	return (uint32_t)(now_ms(w) / w->sh->conf.auth.client_window_ms) + 1;
+	return (uint32_t)(now_ms(w) / w->gen->conf.auth.client_window_ms) + 1;
 }
 
 static bool client_locked(struct sess *s)
@@ -581,7 +668,7 @@ static bool client_locked(struct sess *s)
 	return __atomic_load_n(&sh->auth_fail_epoch[s->slot],
 			       __ATOMIC_RELAXED) == auth_epoch(s->w) &&
 	       __atomic_load_n(&sh->auth_fail[s->slot], __ATOMIC_RELAXED) >=
-		       sh->conf.auth.client_max_failures;
+		       s->gen->conf.auth.client_max_failures;
 }
 
 static void client_failed(struct sess *s)
@@ -779,6 +866,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	struct listener_ctx *lc = lu;
 	struct smtpd_worker *w = lc->w;
 	struct smtpd_shared *sh = w->sh;
+	struct smtpd_gen *g = w->gen;
 	struct tcp_conn_info ci;
 	struct sess *s;
 	uint32_t total, per;
@@ -789,7 +877,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	if (s == NULL)
 		return -ENOMEM;
 	format_ipv4(ci.remote_ip, addr);
-	s->eng = smtp_server_new(&sh->eng, &sh->ops, s, addr, ci.remote_port,
+	s->eng = smtp_server_new(&g->eng, &sh->ops, s, addr, ci.remote_port,
 				 lc->port);
 	if (s->eng == NULL) {
 		free(s);
@@ -798,6 +886,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	snprintf(s->client, sizeof(s->client), "%s[%u]", addr,
 		 ci.remote_port);
 	s->w = w;
+	s->gen = gen_ref(g);
 	s->c = c;
 	s->client_ip = ci.remote_ip;
 	{
@@ -805,9 +894,9 @@ static int on_accept(struct tcp_conn *c, void *lu,
 			.tls_required = lc->tls_required && sh->tls != NULL,
 			.auth_required = lc->auth_required,
 		};
-		uint32_t pt = sh->conf.auth.plaintext;
+		uint32_t pt = g->conf.auth.plaintext;
 
-		s->trusted = mta_policy_rcpt(sh->policy, ci.remote_ip,
+		s->trusted = mta_policy_rcpt(g->policy, ci.remote_ip,
 					     "postmaster@[192.0.2.1]") ==
 			     MTA_RELAY;
 		pol.auth_plaintext = pt == 2 || (pt == 1 && s->trusted);
@@ -816,6 +905,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	if (lc->implicit) {
 		s->tls = tls_conn_new(sh->tls, NULL);
 		if (s->tls == NULL) {
+			gen_unref(s->gen);
 			smtp_server_free(s->eng);
 			free(s);
 			return -ENOMEM;
@@ -839,12 +929,12 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	if (__atomic_load_n(&sh->draining, __ATOMIC_RELAXED)) {
 		w->cnt.refused_total++;
 		smtp_server_refuse(s->eng, "Service shutting down");
-	} else if (total > sh->conf.max_conns) {
+	} else if (total > g->conf.max_conns) {
 		w->cnt.refused_total++;
 		LOG_RL(LOG_WARNING, "smtpd: %s: refused: %u connections (the "
 		       "limit, [smtp] max_conns)", s->client, total - 1);
 		smtp_server_refuse(s->eng, "Error: too many connections");
-	} else if (per > sh->conf.max_conns_per_client) {
+	} else if (per > g->conf.max_conns_per_client) {
 		w->cnt.refused_per_client++;
 		LOG_RL(LOG_WARNING, "smtpd: %s: refused: %u connections from "
 		       "this address (the limit, [smtp] max_conns_per_client)",
@@ -852,8 +942,8 @@ static int on_accept(struct tcp_conn *c, void *lu,
 		smtp_server_refuse(s->eng, "Error: too many connections from "
 				   "your address");
 	} else {
-		LOG(LOG_DEBUG, "smtpd: connect from %s to port %u", s->client,
-		    lc->port);
+		LOG_RLN(LOG_INFO, 1000, 2000, "smtpd: connect from %s to "
+			"port %u", s->client, lc->port);
 		smtp_server_start(s->eng);
 	}
 	s->in_accept = false;
@@ -973,7 +1063,7 @@ static void auth_answer(struct smtpd_worker *w, struct users_req *r)
 	       "this connection)", s->client, r->user, s->auth_failures);
 	s->areq->status = r->status == -EIO ? -EIO : -EACCES;
 	s->auth_delayed = true;
-	s->auth_delay_until = now_ms(w) + w->sh->conf.auth.fail_delay_ms;
+	s->auth_delay_until = now_ms(w) + s->gen->conf.auth.fail_delay_ms;
 	s->anext = w->adelay;
 	w->adelay = s;
 }
@@ -999,7 +1089,7 @@ static bool auth_delays(struct smtpd_worker *w)
 			continue;
 		}
 		smtp_server_auth_done(s->eng, s->areq->status);
-		if (s->auth_failures >= w->sh->conf.auth.max_failures)
+		if (s->auth_failures >= s->gen->conf.auth.max_failures)
 			smtp_server_refuse(s->eng, "Error: too many "
 					   "authentication failures");
 		s->last_ms = now;
@@ -1043,14 +1133,15 @@ bool smtpd_poll(struct smtpd_worker *w)
 
 void smtpd_tick(struct smtpd_worker *w, uint64_t now)
 {
-	const struct smtpd_conf *c = &w->sh->conf;
 	struct sess *s, *next;
 
+	gen_check(w);
 	if (now - w->last_sweep_ms < SWEEP_MS)
 		return;
 	w->last_sweep_ms = now;
 	for (s = w->head; s != NULL; s = next) {
 		uint64_t idle = now - s->last_ms;
+		const struct smtpd_conf *c = &s->gen->conf;
 
 		next = s->next;
 		if (s->c == NULL)
@@ -1156,19 +1247,15 @@ struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
 	if (sh == NULL)
 		return NULL;
 	sh->conf = *c;
-	sh->policy = policy;
+	/* the first generation's policy stays the caller's */
+	sh->cur = gen_new(c, (struct mta_policy *)policy, false, NULL);
+	if (sh->cur == NULL) {
+		free(sh);
+		return NULL;
+	}
+	pthread_mutex_init(&sh->gen_mu, NULL);
 	sh->sp = sp;
 	sh->ops = sess_ops;
-	smtp_server_conf_defaults(&sh->eng);
-	sh->eng.hostname = sh->conf.hostname;
-	sh->eng.max_cmd_line = c->max_line;
-	sh->eng.max_text_line = c->max_text_line;
-	sh->eng.max_message_size = c->max_message_size;
-	sh->eng.max_recipients = c->max_recipients;
-	sh->eng.max_errors = c->max_errors;
-	sh->eng.max_received = c->max_received;
-	sh->eng.bare_lf = (enum smtp_bare_policy)c->bare_lf;
-	sh->eng.vrfy = (enum smtp_vrfy_policy)c->vrfy;
 	return sh;
 }
 
@@ -1176,7 +1263,80 @@ void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
 			  const struct mta_route *route)
 {
 	sh->qmgr = q;
-	sh->route = route;
+	mta_route_free(sh->cur->route);
+	sh->cur->route = route != NULL ? mta_route_ref(route) : NULL;
+}
+
+/* The live parts of b over a: all but the listeners, TLS and the users
+ * file, which the listeners and the verifier were built from. */
+static void conf_live(struct smtpd_conf *out, const struct smtpd_conf *a,
+		      const struct smtpd_conf *b)
+{
+	*out = *b;
+	memcpy(out->listen, a->listen, sizeof(out->listen));
+	out->nlisten = a->nlisten;
+	memcpy(out->tls_implicit, a->tls_implicit, sizeof(out->tls_implicit));
+	memcpy(out->tls_required, a->tls_required, sizeof(out->tls_required));
+	memcpy(out->auth_required, a->auth_required,
+	       sizeof(out->auth_required));
+	out->tls = a->tls;
+	memcpy(out->auth.users_file, a->auth.users_file,
+	       sizeof(out->auth.users_file));
+}
+
+bool smtpd_conf_restart_same(const struct smtpd_conf *a,
+			     const struct smtpd_conf *b)
+{
+	struct smtpd_conf x;
+
+	conf_live(&x, a, b);
+	return memcmp(&x, b, sizeof(x)) == 0;
+}
+
+int smtpd_shared_reconf(struct smtpd_shared *sh, const struct smtpd_conf *c,
+			struct mta_policy *policy, const struct mta_route *route,
+			uint32_t timeout_ms)
+{
+	struct smtpd_conf live;
+	struct smtpd_gen *g, *old;
+	uint32_t seq, waited = 0;
+	bool all;
+
+	conf_live(&live, &sh->conf, c);
+	pthread_mutex_lock(&sh->gen_mu);
+	old = sh->cur;
+	g = gen_new(&live, policy, true,
+		    route != NULL ? route : old->route);
+	if (g == NULL) {
+		pthread_mutex_unlock(&sh->gen_mu);
+		return -ENOMEM;
+	}
+	__atomic_store_n(&sh->cur, g, __ATOMIC_RELEASE);
+	seq = __atomic_add_fetch(&sh->gen_seq, 1, __ATOMIC_ACQ_REL);
+	/* grace period: the old generation's "current" reference goes
+	 * once every worker holds the new one (each looks every tick) */
+	for (;;) {
+		all = true;
+		for (unsigned i = 0; i < SMTPD_MAX_WORKERS; i++) {
+			struct smtpd_worker *w = __atomic_load_n(
+				&sh->workers[i], __ATOMIC_ACQUIRE);
+			if (w != NULL && (int32_t)(__atomic_load_n(
+				&w->gen_seen, __ATOMIC_ACQUIRE) - seq) < 0)
+				all = false;
+		}
+		if (all || waited >= timeout_ms)
+			break;
+		usleep(1000);
+		waited++;
+	}
+	if (all)
+		gen_unref(old);
+	else
+		LOG(LOG_WARNING, "smtpd: reload: a worker did not take the "
+		    "new limits within %u ms; the old ones are kept in memory",
+		    timeout_ms);
+	pthread_mutex_unlock(&sh->gen_mu);
+	return 0;
 }
 
 void smtpd_shared_set_draining(struct smtpd_shared *sh)
@@ -1190,6 +1350,8 @@ void smtpd_shared_free(struct smtpd_shared *sh)
 		return;
 	users_stop(sh->users);
 	tls_ctx_free(sh->tls);
+	gen_unref(sh->cur);
+	pthread_mutex_destroy(&sh->gen_mu);
 	free(sh);
 }
 
@@ -1242,6 +1404,10 @@ int smtpd_start(struct smtpd_shared *sh, struct stack *st, unsigned worker,
 
 	if (w == NULL)
 		return -ENOMEM;
+	if (worker >= SMTPD_MAX_WORKERS) {
+		free(w);
+		return -EINVAL;
+	}
 	w->sh = sh;
 	w->st = st;
 	w->index = worker;
@@ -1277,6 +1443,12 @@ int smtpd_start(struct smtpd_shared *sh, struct stack *st, unsigned worker,
 			return rc;
 		}
 	}
+	/* under the reload lock: the generation and the sequence agree */
+	pthread_mutex_lock(&sh->gen_mu);
+	w->gen = gen_ref(sh->cur);
+	w->gen_seen = __atomic_load_n(&sh->gen_seq, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&sh->workers[worker], w, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&sh->gen_mu);
 	*out = w;
 	return 0;
 }
@@ -1322,6 +1494,10 @@ void smtpd_free(struct smtpd_worker *w)
 	for (size_t i = 0; i < w->nbacklog; i++)
 		envelope_free(w->backlog[i]);
 	free(w->backlog);
+	if (w->sh->workers[w->index] == w)
+		__atomic_store_n(&w->sh->workers[w->index], NULL,
+				 __ATOMIC_RELEASE);
+	gen_unref(w->gen);
 	free(w);
 }
 

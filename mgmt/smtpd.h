@@ -25,6 +25,7 @@ struct spool;
 struct mta_policy;
 
 #define SMTPD_MAX_LISTEN 8
+#define SMTPD_MAX_WORKERS 64
 
 struct smtpd_conf {
 	char hostname[256];
@@ -84,6 +85,11 @@ struct smtpd_counters {
 
 struct smtpd_shared; /* limits shared by all workers */
 
+/* True when a and b differ only in what smtpd_shared_reconf applies
+ * live (everything but the listeners, TLS and [auth] users_file). */
+bool smtpd_conf_restart_same(const struct smtpd_conf *a,
+			     const struct smtpd_conf *b);
+
 /* Shared state for nworkers; NULL on -ENOMEM. */
 struct smtpd_shared *smtpd_shared_new(const struct smtpd_conf *c,
 				      const struct mta_policy *policy,
@@ -95,6 +101,18 @@ struct mta_route;
 void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
 			  const struct mta_route *route);
 void smtpd_shared_free(struct smtpd_shared *sh);
+/* dpmailctl reload, from the control thread: sessions accepted from now
+ * on take c's limits (its listeners, TLS and users file are ignored:
+ * those need a restart), policy (owned from now on: freed with the last
+ * session that used it) and route (a reference is taken; NULL keeps the
+ * current tables). Sessions already open keep what they started with.
+ * Waits up to timeout_ms for every worker to take the new generation
+ * (each looks once a tick). 0, or -ENOMEM (nothing changed; policy stays
+ * the caller's). */
+struct mta_policy;
+int smtpd_shared_reconf(struct smtpd_shared *sh, const struct smtpd_conf *c,
+			struct mta_policy *policy, const struct mta_route *route,
+			uint32_t timeout_ms);
 /* Any thread (dpmailctl shutdown --drain): new connections get 421 from
  * now on; sessions already open go on. */
 void smtpd_shared_set_draining(struct smtpd_shared *sh);

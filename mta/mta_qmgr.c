@@ -127,7 +127,10 @@ struct local {
 };
 
 struct ctl_req {
-	int kind;                /* 0 mta_qmgr_ctl, 1 mta_qmgr_dests */
+	int kind;                /* 0 mta_qmgr_ctl, 1 mta_qmgr_dests,
+				  * 2 mta_qmgr_reconf */
+	const struct mta_qmgr_conf *conf;   /* reconf */
+	const struct mta_route *route;      /* reconf: a reference */
 	enum mta_qctl_op op;
 	const struct mta_qctl_filter *f;
 	mta_qctl_cb cb;
@@ -139,7 +142,7 @@ struct ctl_req {
 
 struct mta_qmgr {
 	struct mta_qmgr_conf c;
-	const struct mta_route *route;
+	const struct mta_route *route;   /* a reference; swapped by reconf */
 	struct spool *sp;
 	unsigned nworkers, me;   /* me: our spool completion ring */
 	struct rte_ring *in;
@@ -1542,11 +1545,45 @@ static struct dest *dest_find(struct mta_qmgr *q, const char *key)
 	return NULL;
 }
 
+/* On the queue manager's thread: a reloaded configuration. What the
+ * mailbox thread reads (mailbox) and where the spool is stay as they
+ * started; messages already routed keep their destination. */
+static void reconf_apply(struct mta_qmgr *q, const struct mta_qmgr_conf *c,
+			 const struct mta_route *route)
+{
+	struct mta_qmgr_conf n = *c;
+	bool rate = n.dest_rate != q->c.dest_rate;
+
+	memcpy(n.spool_dir, q->c.spool_dir, sizeof(n.spool_dir));
+	n.mailbox = q->c.mailbox;
+	if (n.dest_concurrency == 0)
+		n.dest_concurrency = 1;
+	if (n.local_batch == 0)
+		n.local_batch = 1;
+	q->c = n;
+	if (route != NULL) {
+		mta_route_free(q->route);
+		q->route = route;
+	}
+	for (unsigned b = 0; rate && b < DEST_BUCKETS; b++)
+		for (struct dest *d = q->buckets[b]; d != NULL; d = d->hnext)
+			ratelimit_init(&d->rl, q->c.dest_rate,
+				       q->c.dest_rate ? q->c.dest_rate : 1,
+				       wall_ms());
+	LOG(LOG_INFO, "qmgr: configuration reloaded%s%s",
+	    route != NULL ? " (new routing tables)" : "",
+	    q->c.hold ? "; holding every message" : "");
+}
+
 static int ctl_run(struct mta_qmgr *q, struct ctl_req *c)
 {
 	uint64_t now = wall_ms();
 	int n = 0;
 
+	if (c->kind == 2) {
+		reconf_apply(q, c->conf, c->route);
+		return 0;
+	}
 	if (c->kind == 1) {
 		for (unsigned b = 0; b < DEST_BUCKETS; b++)
 			for (struct dest *d = q->buckets[b]; d != NULL;
@@ -1686,6 +1723,18 @@ int mta_qmgr_dests(struct mta_qmgr *q, mta_qctl_dest_cb cb, void *arg,
 	struct ctl_req c = { .kind = 1, .dcb = cb, .arg = arg };
 
 	return ctl_call(q, &c, timeout_ms);
+}
+
+int mta_qmgr_reconf(struct mta_qmgr *q, const struct mta_qmgr_conf *conf,
+		    const struct mta_route *route, uint32_t timeout_ms)
+{
+	struct ctl_req c = { .kind = 2, .conf = conf,
+			     .route = route ? mta_route_ref(route) : NULL };
+	int rc = ctl_call(q, &c, timeout_ms);
+
+	if (rc < 0)
+		mta_route_free(c.route); /* withdrawn: not taken */
+	return rc;
 }
 
 /* ---- the loop ------------------------------------------------------- */
@@ -2026,7 +2075,7 @@ int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
 		q->c.dest_concurrency = 1;
 	if (q->c.local_batch == 0)
 		q->c.local_batch = 1;
-	q->route = route;
+	q->route = route ? mta_route_ref(route) : NULL;
 	q->sp = sp;
 	q->nworkers = nworkers;
 	q->me = nworkers;
@@ -2174,6 +2223,7 @@ void mta_qmgr_free(struct mta_qmgr *q)
 	}
 	if (q->loc.ms != NULL)
 		mailbox_close(q->loc.ms);
+	mta_route_free(q->route);
 	if (q->local_dest != NULL) { /* the mutexes were made just after it */
 		pthread_mutex_destroy(&q->loc.mu);
 		pthread_cond_destroy(&q->loc.cv);

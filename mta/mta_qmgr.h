@@ -68,7 +68,8 @@ struct mta_qmgr_recovery {
 };
 
 /* Reads the live queue back and starts the threads. 0 or a negative
- * errno, with the reason in err. route and sp must outlive it. */
+ * errno, with the reason in err. It keeps a reference on route; sp must
+ * outlive it. */
 int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
 		 const struct mta_route *route, struct spool *sp,
 		 unsigned nworkers, struct mta_qmgr_recovery *rep, char *err,
@@ -161,6 +162,14 @@ struct mta_qctl_dest {
 typedef void (*mta_qctl_dest_cb)(void *arg, const struct mta_qctl_dest *d);
 int mta_qmgr_dests(struct mta_qmgr *q, mta_qctl_dest_cb cb, void *arg,
 		   uint32_t timeout_ms);
+
+/* dpmailctl reload: applies c (all but spool_dir and mailbox, which
+ * need a restart) and, when route is not NULL, makes it the routing
+ * tables for messages routed from now on (a reference is taken; the
+ * old tables' is dropped on the queue manager's thread). Same threading
+ * and return values as mta_qmgr_ctl (0 when applied). */
+int mta_qmgr_reconf(struct mta_qmgr *q, const struct mta_qmgr_conf *c,
+		    const struct mta_route *route, uint32_t timeout_ms);
 
 #define MTA_QMGR_COUNTERS(X) \
 	X(received) X(delivered_local) X(delivered_remote) X(deferred) \

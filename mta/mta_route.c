@@ -41,6 +41,7 @@ struct transport {
 };
 
 struct mta_route {
+	uint32_t refs;                /* atomic */
 	struct mta_strset local;
 	char primary[256];            /* the first local domain listed */
 	struct mta_strset users;
@@ -1037,6 +1038,7 @@ int mta_route_load(struct mta_route **out, const struct mta_route_conf *c,
 	*out = NULL;
 	if (r == NULL)
 		return -ENOMEM;
+	r->refs = 1;
 	snprintf(r->delim, sizeof(r->delim), "%s", c->recipient_delimiter);
 	for (const char *d = r->delim; *d != '\0'; d++)
 		if (*d <= ' ' || *d == '@' || *d == '"' || *d == ',' ||
@@ -1072,9 +1074,19 @@ int mta_route_load(struct mta_route **out, const struct mta_route_conf *c,
 	return 0;
 }
 
-void mta_route_free(struct mta_route *r)
+struct mta_route *mta_route_ref(const struct mta_route *cr)
 {
-	if (r == NULL)
+	struct mta_route *r = (struct mta_route *)cr;
+
+	__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+	return r;
+}
+
+void mta_route_free(const struct mta_route *cr)
+{
+	struct mta_route *r = (struct mta_route *)cr;
+
+	if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	mta_strset_free(&r->local);
 	mta_strset_free(&r->users);

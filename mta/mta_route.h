@@ -4,7 +4,9 @@
  * Owns: the local domains, the local users, the aliases (virtual alias
  * map) and the transport map, plus the relay host. Built once by
  * mta_route_load(), read-only afterwards: every thread reads it without
- * locks. A reload builds a new one and swaps the pointer.
+ * locks. A reload builds a new one and swaps the pointer; each holder
+ * (the daemon, smtpd's current limits, the queue manager) keeps a
+ * reference (mta_route_ref), and the last mta_route_free frees it.
  *
  * Two steps per accepted recipient (the router's job):
  *  1. mta_route_expand(): the envelope rewrite before delivery (Postfix's
@@ -106,7 +108,10 @@ void mta_route_conf_defaults(struct mta_route_conf *c);
  * err, naming the file and line where there is one. */
 int mta_route_load(struct mta_route **out, const struct mta_route_conf *c,
 		   char *err, size_t errlen);
-void mta_route_free(struct mta_route *r);
+/* One more holder (any thread); returns r. */
+struct mta_route *mta_route_ref(const struct mta_route *r);
+/* Drops a reference (any thread); the last one frees. NULL is a no-op. */
+void mta_route_free(const struct mta_route *r);
 
 /* Counts, for the start-up log line. */
 void mta_route_describe(const struct mta_route *r, size_t *domains,
