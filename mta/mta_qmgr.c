@@ -1300,8 +1300,10 @@ static unsigned local_collect(struct mta_qmgr *q)
 					 it->mailbox, strerror(-it->status));
 			}
 			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
-			    "dsn=%s, status=deferred (%s)", m->env->qid,
-			    it->delivered_to, r->status, r->diag + 9);
+			    "delay=%" PRIu64 ".%02" PRIu64 ", dsn=%s, "
+			    "status=deferred (%s)", m->env->qid,
+			    it->delivered_to, delay / 1000u,
+			    (delay % 1000u) / 10u, r->status, r->diag + 9);
 			if (rest == NULL)
 				rest = entry_new(m, e->n);
 			if (rest != NULL) {
