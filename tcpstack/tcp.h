@@ -137,4 +137,39 @@ void tcp_conn_get_info(const struct tcp_conn *c, struct tcp_conn_info *i);
 /* Live connections on this stack, all states (a gauge for mgmt/tests). */
 uint32_t tcp_live_conns(const struct stack *s);
 
+/*
+ * Stats for mgmt, which calls these from its own thread: the worker keeps
+ * the figures with plain stores as connections change state; these read
+ * them relaxed (a figure may be a moment stale, never torn).
+ *
+ * States: index 0 is CLOSED (dead connections waiting for the end of the
+ * current event to be freed: not worth showing), 1 is LISTEN (listeners
+ * open), then the RFC 9293 states. tcp_state_label() names each as
+ * metrics label it ("syn_received", "established", "time_wait").
+ */
+#define TCP_NSTATES 11
+const char *tcp_state_label(unsigned st);
+void tcp_state_counts(const struct stack *s, uint32_t out[TCP_NSTATES]);
+
+/* One listening port's figures. A port keeps its slot, and its running
+ * totals, across tcp_unlisten and a later tcp_listen; TCP_LISTENER_SLOTS
+ * ports are tracked per worker (more listen, uncounted). */
+#define TCP_LISTENER_SLOTS 16
+struct tcp_listener_stats {
+	uint16_t port;
+	bool listening;        /* tcp_unlisten not called since tcp_listen */
+	uint32_t open;         /* now: handed to the app, not yet gone
+				* (TIME-WAIT too, as max_conns counts) */
+	uint32_t syn_pending;  /* now: half-open (SYN-RECEIVED) */
+	uint64_t accepted;     /* handshakes completed and taken by the app */
+	uint64_t refused;      /* handshakes completed, refused by the app */
+	uint64_t over_limit;   /* SYNs reset: max_conns were open */
+	uint64_t syncookies;   /* SYN queue full: answered with a cookie */
+};
+/* Ports tracked so far (slots 0 .. n-1 hold data). */
+unsigned tcp_listener_count(const struct stack *s);
+/* Copies slot i; false if i >= tcp_listener_count(s). */
+bool tcp_listener_get_stats(const struct stack *s, unsigned i,
+			    struct tcp_listener_stats *out);
+
 #endif

@@ -9,6 +9,24 @@
 #include "dataplane/dp_steer.h"
 #include "tcpstack/tcp_internal.h"
 
+/* The stats slot of port: its old one, a new one, or the spare. */
+static struct tcp_listener_stats *listener_slot(struct tcp_stack *t,
+						uint16_t port)
+{
+	struct tcp_listener_stats *st;
+
+	for (uint32_t i = 0; i < t->nlst; i++)
+		if (t->lst[i].port == port)
+			return &t->lst[i];
+	if (t->nlst == TCP_LISTENER_SLOTS)
+		return &t->lst_spare;
+	st = &t->lst[t->nlst];
+	st->port = port;
+	/* mgmt reads the slot's port once it sees the new count */
+	__atomic_store_n(&t->nlst, t->nlst + 1, __ATOMIC_RELEASE);
+	return st;
+}
+
 int tcp_listen(struct stack *s, const struct tcp_listen_opts *o,
 	       tcp_accept_fn accept, void *listen_user,
 	       struct tcp_listener **out)
@@ -26,8 +44,11 @@ int tcp_listen(struct stack *s, const struct tcp_listen_opts *o,
 	l->o = *o;
 	l->accept = accept;
 	l->user = listen_user;
+	l->st = listener_slot(s->tcp, o->port);
+	l->st->listening = true;
 	l->next = s->tcp->listeners;
 	s->tcp->listeners = l;
+	s->tcp->nstate[TCPS_LISTEN]++;
 	if (out != NULL)
 		*out = l;
 	return 0;
@@ -42,6 +63,10 @@ void tcp_unlisten(struct stack *s, struct tcp_listener *l)
 			*pp = l->next;
 			break;
 		}
+	if (!l->closed) {
+		l->st->listening = false;
+		s->tcp->nstate[TCPS_LISTEN]--;
+	}
 	l->closed = true;
 	if (l->syn_pending == 0 && l->conns == 0)
 		free(l);
@@ -77,7 +102,7 @@ int tcp_connect(struct stack *s, uint32_t dst_ip, uint16_t dst_port,
 	c->user = user;
 	c->flags |= TF_ACTIVE | TF_APP_OWNED;
 	c->cc = s->conf.tcp_cc;
-	c->state = TCPS_SYN_SENT;
+	tcp_set_state(c, TCPS_SYN_SENT);
 	c->iss = tcp_isn(s, c);
 	c->snd_una = c->iss;
 	c->snd_max = c->iss;
@@ -218,10 +243,10 @@ int tcp_shutdown(struct tcp_conn *c)
 		return 0;
 	case TCPS_SYN_RECEIVED:
 	case TCPS_ESTABLISHED:
-		c->state = TCPS_FIN_WAIT_1;
+		tcp_set_state(c, TCPS_FIN_WAIT_1);
 		break;
 	case TCPS_CLOSE_WAIT:
-		c->state = TCPS_LAST_ACK;
+		tcp_set_state(c, TCPS_LAST_ACK);
 		break;
 	default:
 		return -ENOTCONN;

@@ -31,6 +31,25 @@ const char *const tcp_state_names[TCPS_COUNT] = {
 	[TCPS_TIME_WAIT] = "TIME-WAIT",
 };
 
+static const char *const state_labels[TCPS_COUNT] = {
+	[TCPS_CLOSED] = "closed",
+	[TCPS_LISTEN] = "listen",
+	[TCPS_SYN_SENT] = "syn_sent",
+	[TCPS_SYN_RECEIVED] = "syn_received",
+	[TCPS_ESTABLISHED] = "established",
+	[TCPS_CLOSE_WAIT] = "close_wait",
+	[TCPS_FIN_WAIT_1] = "fin_wait_1",
+	[TCPS_CLOSING] = "closing",
+	[TCPS_LAST_ACK] = "last_ack",
+	[TCPS_FIN_WAIT_2] = "fin_wait_2",
+	[TCPS_TIME_WAIT] = "time_wait",
+};
+
+const char *tcp_state_label(unsigned st)
+{
+	return st < TCPS_COUNT ? state_labels[st] : "?";
+}
+
 const char *tcp_close_reason_str(enum tcp_close_reason r)
 {
 	switch (r) {
@@ -134,6 +153,7 @@ struct tcp_conn *tcp_conn_new(struct stack *s, uint32_t rip, uint16_t rport,
 	c->lip = lip;
 	c->lport = lport;
 	c->state = TCPS_CLOSED;
+	t->nstate[TCPS_CLOSED]++;
 	c->rto = s->conf.tcp_rto_init_ms;
 	c->mss = 536; /* RFC 9293 3.7.1 default until the peer says more */
 	c->last_rcv_ms = s->now_ms;
@@ -184,18 +204,19 @@ void tcp_conn_drop(struct tcp_conn *c, enum tcp_close_reason reason)
 		return;
 	if (c->listener != NULL) {
 		struct tcp_listener *l = c->listener;
-		if (c->state == TCPS_SYN_RECEIVED)
+		if (c->state == TCPS_SYN_RECEIVED) {
 			l->syn_pending--;
-		else if (c->flags & TF_APP_OWNED)
+			l->st->syn_pending--;
+		} else if (c->flags & TF_APP_OWNED) {
 			l->conns--;
+			l->st->open--;
+		}
 		/* an unlistened listener lives until its last connection */
 		if (l->closed && l->syn_pending == 0 && l->conns == 0)
 			free(l);
 		c->listener = NULL;
 	}
-	if (c->state == TCPS_TIME_WAIT)
-		s->tcp->timewait--;
-	c->state = TCPS_CLOSED;
+	tcp_set_state(c, TCPS_CLOSED);
 	c->flags |= TF_ZOMBIE;
 	tw_cancel(&s->tw, &c->t_rtx);
 	tw_cancel(&s->tw, &c->t_delack);
@@ -222,6 +243,7 @@ static void conn_free(struct stack *s, struct tcp_conn *c)
 	c->hnext = t->free;
 	t->free = c;
 	t->nconns--;
+	t->nstate[TCPS_CLOSED]--;
 }
 
 void tcp_conn_want_output(struct tcp_conn *c)
@@ -286,4 +308,39 @@ void tcp_stack_fini(struct stack *s)
 uint32_t tcp_live_conns(const struct stack *s)
 {
 	return s->tcp != NULL ? s->tcp->nconns : 0;
+}
+
+#define RD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
+
+void tcp_state_counts(const struct stack *s, uint32_t out[TCP_NSTATES])
+{
+	const struct tcp_stack *t = s->tcp;
+
+	for (unsigned i = 0; i < TCP_NSTATES; i++)
+		out[i] = t != NULL ? RD(t->nstate[i]) : 0;
+}
+
+unsigned tcp_listener_count(const struct stack *s)
+{
+	return s->tcp != NULL ? __atomic_load_n(&s->tcp->nlst,
+						__ATOMIC_ACQUIRE) : 0;
+}
+
+bool tcp_listener_get_stats(const struct stack *s, unsigned i,
+			    struct tcp_listener_stats *out)
+{
+	const struct tcp_listener_stats *l;
+
+	if (i >= tcp_listener_count(s))
+		return false;
+	l = &s->tcp->lst[i];
+	out->port = l->port; /* set before nlst was published */
+	out->listening = RD(l->listening);
+	out->open = RD(l->open);
+	out->syn_pending = RD(l->syn_pending);
+	out->accepted = RD(l->accepted);
+	out->refused = RD(l->refused);
+	out->over_limit = RD(l->over_limit);
+	out->syncookies = RD(l->syncookies);
+	return true;
 }

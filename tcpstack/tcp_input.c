@@ -368,7 +368,8 @@ static struct tcp_conn *cookie_conn(struct stack *s, struct tcp_listener *l,
 	c->listener = l;
 	c->cc = (uint8_t)l->o.cc;
 	l->syn_pending++;
-	c->state = TCPS_SYN_RECEIVED;
+	l->st->syn_pending++;
+	tcp_set_state(c, TCPS_SYN_RECEIVED);
 	c->irs = g->seq - 1;
 	c->rcv_nxt = g->seq;
 	c->rcv_adv = c->rcv_nxt + tcp_rcv_window(c);
@@ -419,6 +420,7 @@ static struct tcp_conn *listen_input(struct stack *s,
 	s->cnt.tcp_syn_rx++;
 	if (l->o.max_conns != 0 && l->conns >= l->o.max_conns) {
 		s->cnt.tcp_syn_backlog_full++;
+		l->st->over_limit++;
 		tcp_send_reset_reply(s, ip, g->th, seglen);
 		return NULL;
 	}
@@ -432,6 +434,7 @@ static struct tcp_conn *listen_input(struct stack *s,
 				g->o.mss_ok ? g->o.mss : 536, &mss);
 		s->cnt.tcp_syn_backlog_full++;
 		s->cnt.tcp_syncookies_sent++;
+		l->st->syncookies++;
 		s->tcp->last_cookie_ms = s->now_ms ? s->now_ms : 1;
 		tcp_send_cookie_synack(s, ip, g->th, iss, mss);
 		return NULL;
@@ -443,7 +446,8 @@ static struct tcp_conn *listen_input(struct stack *s,
 	c->listener = l;
 	c->cc = (uint8_t)l->o.cc;
 	l->syn_pending++;
-	c->state = TCPS_SYN_RECEIVED;
+	l->st->syn_pending++;
+	tcp_set_state(c, TCPS_SYN_RECEIVED);
 	c->irs = g->seq;
 	c->rcv_nxt = g->seq + 1;
 	negotiate(c, &g->o);
@@ -469,13 +473,15 @@ static bool passive_established(struct tcp_conn *c)
 	const struct tcp_callbacks *cb = NULL;
 	void *user = NULL;
 
-	c->state = TCPS_ESTABLISHED;
+	tcp_set_state(c, TCPS_ESTABLISHED);
 	l->syn_pending--;
+	l->st->syn_pending--;
 	tcp_timer_idle(c);
 	c->rxt_shift = 0;
 	init_cwnd(c);
 	if (l->closed || l->accept(c, l->user, &cb, &user) != 0) {
 		s->cnt.tcp_refused_by_app++;
+		l->st->refused++;
 		c->listener = NULL;
 		if (l->closed && l->syn_pending == 0 && l->conns == 0)
 			free(l);
@@ -488,6 +494,8 @@ static bool passive_established(struct tcp_conn *c)
 	c->user = user;
 	c->flags |= TF_APP_OWNED;
 	l->conns++;
+	l->st->open++;
+	l->st->accepted++;
 	s->cnt.tcp_accepted++;
 	s->cnt.tcp_opened++;
 	return true;
@@ -521,7 +529,7 @@ static void syn_sent_input(struct tcp_conn *c, const struct rte_ipv4_hdr *ip,
 	negotiate(c, &g->o);
 	if (!ack) {
 		/* simultaneous open: both sent SYN */
-		c->state = TCPS_SYN_RECEIVED;
+		tcp_set_state(c, TCPS_SYN_RECEIVED);
 		c->snd_wnd = g->wnd;
 		tcp_send_segment(c, c->iss, 0, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG);
 		return;
@@ -540,7 +548,7 @@ static void syn_sent_input(struct tcp_conn *c, const struct rte_ipv4_hdr *ip,
 	c->max_sndwnd = c->snd_wnd;
 	c->snd_wl1 = g->seq;
 	c->snd_wl2 = g->ack;
-	c->state = TCPS_ESTABLISHED;
+	tcp_set_state(c, TCPS_ESTABLISHED);
 	c->rxt_shift = 0;
 	tcp_timer_idle(c);
 	init_cwnd(c);
@@ -830,7 +838,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		c->snd_wl1 = g->seq;
 		c->snd_wl2 = g->ack;
 		if (c->flags & TF_ACTIVE) {
-			c->state = TCPS_ESTABLISHED;
+			tcp_set_state(c, TCPS_ESTABLISHED);
 			tcp_timer_idle(c);
 			init_cwnd(c);
 			s->cnt.tcp_opened++;
@@ -905,7 +913,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		c->flags &= ~TF_FIN_QUEUED;
 		switch (c->state) {
 		case TCPS_FIN_WAIT_1:
-			c->state = TCPS_FIN_WAIT_2;
+			tcp_set_state(c, TCPS_FIN_WAIT_2);
 			if (c->flags & TF_APP_CLOSED)
 				tw_arm(&s->tw, &c->t_rtx,
 				       s->now_ms + s->conf.tcp_fin_timeout_ms);
@@ -997,14 +1005,14 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m,
 		tcp_conn_want_output(c);
 		switch (c->state) {
 		case TCPS_ESTABLISHED:
-			c->state = TCPS_CLOSE_WAIT;
+			tcp_set_state(c, TCPS_CLOSE_WAIT);
 			peer_closed_notify(c);
 			break;
 		case TCPS_FIN_WAIT_1:
 			if (our_fin_acked(c)) {
 				tcp_enter_timewait(c);
 			} else {
-				c->state = TCPS_CLOSING;
+				tcp_set_state(c, TCPS_CLOSING);
 			}
 			break;
 		case TCPS_FIN_WAIT_2:

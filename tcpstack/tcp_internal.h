@@ -52,6 +52,7 @@ enum tcp_state {
 };
 
 extern const char *const tcp_state_names[TCPS_COUNT];
+_Static_assert(TCPS_COUNT == TCP_NSTATES, "tcp.h's TCP_NSTATES is stale");
 
 /* A synchronized state: the handshake is done (RFC 9293 3.3.2). */
 static inline bool tcps_synced(uint8_t st)
@@ -92,6 +93,9 @@ struct tcp_listener {
 	uint32_t syn_pending;   /* connections in SYN-RECEIVED */
 	uint32_t conns;         /* established and handed to the app */
 	bool closed;            /* unlisten called; freed when unused */
+	/* the port's stats slot in tcp_stack (shared by an old listener
+	 * still draining and a new one on the same port) */
+	struct tcp_listener_stats *st;
 };
 
 struct tcp_conn {
@@ -173,7 +177,13 @@ struct tcp_stack {
 	struct tcp_conn *zombies; /* dead, freed at the end of the event */
 	uint8_t secret[16];       /* ISN and timestamp offsets (RFC 6528) */
 	uint16_t eph_next;
-	uint32_t timewait;        /* connections in TIME-WAIT */
+	/* connections per state (LISTEN: open listeners), changed only by
+	 * tcp_set_state and where a connection is made and freed; mgmt reads
+	 * them (tcp_state_counts) */
+	uint32_t nstate[TCPS_COUNT];
+	struct tcp_listener_stats lst[TCP_LISTENER_SLOTS];
+	uint32_t nlst;            /* slots in use; written with release */
+	struct tcp_listener_stats lst_spare; /* ports past the slots */
 	uint64_t last_cookie_ms;  /* when the last SYN cookie went out */
 	/* Send queues hold their bytes in mbufs from the worker's RX pool;
 	 * left unbounded, connections whose peers do not read would take
@@ -186,6 +196,17 @@ struct tcp_stack {
 	uint64_t last_wake_ms;
 	struct ratelimit challenge_rl; /* RFC 5961 7 */
 };
+
+/* Every state change of a live connection comes through here, so that
+ * the per-state gauges stay exact. */
+static inline void tcp_set_state(struct tcp_conn *c, uint8_t st)
+{
+	uint32_t *n = c->s->tcp->nstate;
+
+	n[c->state]--;
+	n[st]++;
+	c->state = st;
+}
 
 /* Our timestamp clock (ms) with the connection's offset (RFC 7323 5.4). */
 static inline uint32_t ts_now(const struct tcp_conn *c)

@@ -51,7 +51,7 @@ void tcp_enter_timewait(struct tcp_conn *c)
 {
 	struct stack *s = c->s;
 
-	if (s->tcp->timewait >= s->conf.tcp_max_timewait) {
+	if (s->tcp->nstate[TCPS_TIME_WAIT] >= s->conf.tcp_max_timewait) {
 		/* like Linux's "time wait bucket table overflow": close now,
 		 * but first ACK the peer's FIN as TIME-WAIT would have (RFC
 		 * 9293 3.10.7.4: "acknowledge it"), or it retransmits the FIN
@@ -62,8 +62,7 @@ void tcp_enter_timewait(struct tcp_conn *c)
 		tcp_conn_drop(c, TCP_CLOSE_DONE);
 		return;
 	}
-	c->state = TCPS_TIME_WAIT;
-	s->tcp->timewait++;
+	tcp_set_state(c, TCPS_TIME_WAIT);
 	tcp_arm_timewait(c);
 }
 

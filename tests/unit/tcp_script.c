@@ -857,6 +857,47 @@ static void cmd_expect(const char *p)
 			fail("state %s, want %s", i.state, v);
 		return;
 	}
+	if (strcmp(k, "nstate") == 0) {
+		uint32_t n[TCP_NSTATES];
+		unsigned st = 0;
+		while (st < TCP_NSTATES && strcmp(tcp_state_names[st], v) != 0)
+			st++;
+		if (st == TCP_NSTATES)
+			fail("nstate: no state '%s'", v);
+		p = word(p, v2, sizeof(v2));
+		want = num(v2, "count");
+		tcp_state_counts(&ut.s, n);
+		if (n[st] != want)
+			fail("%llu connections in %s, want %llu",
+			     (unsigned long long)n[st], v,
+			     (unsigned long long)want);
+		return;
+	}
+	if (strcmp(k, "listener") == 0) {
+		struct tcp_listener_stats ls = { 0 };
+		uint16_t port = (uint16_t)num(v, "port");
+		char f[64];
+		unsigned i = 0;
+		while (tcp_listener_get_stats(&ut.s, i, &ls) && ls.port != port)
+			i++;
+		if (ls.port != port)
+			fail("listener %u: no stats slot", port);
+		p = word(p, f, sizeof(f));
+		p = word(p, v2, sizeof(v2));
+		want = num(v2, f);
+		if (strcmp(f, "listening") == 0) got = ls.listening;
+		else if (strcmp(f, "open") == 0) got = ls.open;
+		else if (strcmp(f, "syn_pending") == 0) got = ls.syn_pending;
+		else if (strcmp(f, "accepted") == 0) got = ls.accepted;
+		else if (strcmp(f, "refused") == 0) got = ls.refused;
+		else if (strcmp(f, "over_limit") == 0) got = ls.over_limit;
+		else if (strcmp(f, "syncookies") == 0) got = ls.syncookies;
+		else fail("listener: no figure '%s'", f);
+		if (got != want)
+			fail("listener %u %s is %llu, want %llu", port, f,
+			     (unsigned long long)got, (unsigned long long)want);
+		return;
+	}
 	if (strcmp(k, "ctr") == 0) {
 		p = word(p, v2, sizeof(v2));
 		want = num(v2, "counter");
@@ -971,6 +1012,50 @@ static void cmd_icmp(const char *p)
 	ut_ip_spec_default(&sp);
 	len = ut_build_ipv4(f, &sp, icmp, sizeof(icmp));
 	ut_input(f, len);
+}
+
+/* The per-state gauges and the listener slots against a recount of the
+ * connection pool, after every line of every script. */
+static void check_state_counts(void)
+{
+	const struct tcp_stack *t = ut.s.tcp;
+	uint32_t n[TCP_NSTATES], cnt[TCP_NSTATES] = { 0 }, sum = 0;
+	uint32_t open[TCP_LISTENER_SLOTS] = { 0 };
+	uint32_t half[TCP_LISTENER_SLOTS] = { 0 };
+	struct tcp_listener_stats ls;
+
+	if (t == NULL)
+		return;
+	tcp_state_counts(&ut.s, n);
+	for (const struct tcp_listener *l = t->listeners; l; l = l->next)
+		cnt[TCPS_LISTEN]++;
+	for (uint32_t i = 0; i < t->pool_used; i++) {
+		const struct tcp_conn *c = &t->pool[i];
+		if (c->flags & TF_ZOMBIE)
+			continue;
+		cnt[c->state]++;
+		if (c->listener == NULL || c->listener->st == &t->lst_spare)
+			continue;
+		if (c->state == TCPS_SYN_RECEIVED)
+			half[c->listener->st - t->lst]++;
+		else if (c->flags & TF_APP_OWNED)
+			open[c->listener->st - t->lst]++;
+	}
+	for (unsigned st = 0; st < TCP_NSTATES; st++) {
+		if (st != TCPS_LISTEN)
+			sum += n[st];
+		if (st != TCPS_CLOSED && n[st] != cnt[st])
+			fail("gauge says %u connections in %s, the pool %u",
+			     n[st], tcp_state_names[st], cnt[st]);
+	}
+	if (sum != tcp_live_conns(&ut.s))
+		fail("states add up to %u connections, live %u", sum,
+		     tcp_live_conns(&ut.s));
+	for (unsigned i = 0; tcp_listener_get_stats(&ut.s, i, &ls); i++)
+		if (ls.open != open[i] || ls.syn_pending != half[i])
+			fail("listener %u: open %u half-open %u, the pool "
+			     "%u and %u", ls.port, ls.open, ls.syn_pending,
+			     open[i], half[i]);
 }
 
 static void start_stack(void)
@@ -1218,6 +1303,8 @@ void ts_run(const char *name, const char *script)
 				buf[hash - T.line] = '\0';
 			run_line(buf);
 		}
+		if (T.started)
+			check_state_counts();
 	}
 	start_stack();
 	T.lineno++;

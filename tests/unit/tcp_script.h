@@ -57,7 +57,13 @@
  *   shutdown | close | abort | pause | resume
  *   expect closed none|RESET|TIMEOUT|REFUSED|UNREACHABLE|SHUTDOWN|DONE
  *   expect rcvd N | conns N | state NAME | ctr LAYER.NAME N |
- *          peer_closed N | writable N | connected N | sendq N | rto N
+ *          peer_closed N | writable N | connected N | sendq N | rto N |
+ *          nstate NAME N (connections in state NAME, tcp_state_counts) |
+ *          listener PORT listening|open|syn_pending|accepted|refused|
+ *                   over_limit|syncookies N
+ *
+ * After every line the per-state gauges and the listener slots are
+ * checked against a recount of the connection pool.
  *
  * Every mismatch fails the test with the script line and the actual segment
  * in the same notation. At the end: no unsent surprise left on the port,

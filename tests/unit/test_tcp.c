@@ -1171,3 +1171,146 @@ TCP_SCRIPT(icmp_frag_needed_floor,
 	"+0    > . 1:537(536) ack 1001 ...\n"
 	"+0    > P. 537:1001(464) ack 1001 ...\n"
 	"+0    expect ctr tcp.pmtu_updates 1\n")
+
+/* ------------------------------------------------------------------ */
+/* Connections by state and per listener (what mgmt shows)            */
+
+/* Passive open, the peer closes first: every state on the way is
+ * counted once, the listener's figures follow, and all return to zero
+ * (the listener keeps its running total). */
+TCP_SCRIPT(state_counts_peer_closes,
+	"0     listen 5000 echo\n"
+	"0     expect nstate LISTEN 1\n"
+	"0     expect listener 5000 listening 1\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460>\n"
+	"+0    expect nstate SYN-RECEIVED 1\n"
+	"+0    expect listener 5000 syn_pending 1\n"
+	"+0    expect listener 5000 open 0\n"
+	"+0.01 < . 1001:1001(0) ack 1 win 512\n"
+	"+0    expect nstate SYN-RECEIVED 0\n"
+	"+0    expect nstate ESTABLISHED 1\n"
+	"+0    expect listener 5000 syn_pending 0\n"
+	"+0    expect listener 5000 open 1\n"
+	"+0    expect listener 5000 accepted 1\n"
+	"+0.01 < F. 1001:1001(0) ack 1 win 512\n"
+	"+0    > . 1:1(0) ack 1002 win * <>\n"
+	"+0    expect nstate ESTABLISHED 0\n"
+	"+0    expect nstate CLOSE-WAIT 1\n"
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1002 win * <>\n"
+	"+0    expect nstate CLOSE-WAIT 0\n"
+	"+0    expect nstate LAST-ACK 1\n"
+	"+0    expect listener 5000 open 1\n"
+	"+0.01 < . 1002:1002(0) ack 2 win 512\n"
+	"+0    expect nstate LAST-ACK 0\n"
+	"+0    expect conns 0\n"
+	"+0    expect listener 5000 open 0\n"
+	"+0    expect listener 5000 accepted 1\n"
+	"+0    unlisten\n"
+	"+0    expect nstate LISTEN 0\n"
+	"+0    expect listener 5000 listening 0\n"
+	"+0    expect listener 5000 accepted 1\n"
+	/* the port keeps its slot and its totals */
+	"+0    listen 5000 echo\n"
+	"+0    expect nstate LISTEN 1\n"
+	"+0    expect listener 5000 listening 1\n"
+	"+0    expect listener 5000 accepted 1\n")
+
+/* We close first: FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT until 2 MSL. */
+TCP_SCRIPT(state_counts_time_wait_expiry,
+	"conf tcp_msl_ms 1000\n"
+	HS_PASSIVE("echo")
+	"+0    expect nstate ESTABLISHED 1\n"
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1001 ...\n"
+	"+0    expect nstate ESTABLISHED 0\n"
+	"+0    expect nstate FIN-WAIT-1 1\n"
+	"+0.01 < . 1001:1001(0) ack 2 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    expect nstate FIN-WAIT-1 0\n"
+	"+0    expect nstate FIN-WAIT-2 1\n"
+	"+0.01 < F. 1001:1001(0) ack 2 win 512 <nop,nop,TS val 220 ecr *>\n"
+	"+0    > . 2:2(0) ack 1002 ...\n"
+	"+0    expect nstate FIN-WAIT-2 0\n"
+	"+0    expect nstate TIME-WAIT 1\n"
+	/* open until it is gone, as max_conns counts it */
+	"+0    expect listener 5000 open 1\n"
+	"+1.999 expect nstate TIME-WAIT 1\n"
+	"+0.001 expect nstate TIME-WAIT 0\n"
+	"+0    expect listener 5000 open 0\n"
+	"+0    expect conns 0\n"
+	"+0    expect nstate LISTEN 1\n")
+
+/* Simultaneous close passes through CLOSING. */
+TCP_SCRIPT(state_counts_closing,
+	"conf tcp_msl_ms 1000\n"
+	HS_PASSIVE("echo")
+	"+0.01 close\n"
+	"+0    > F. 1:1(0) ack 1001 ...\n"
+	"+0    < F. 1001:1001(0) ack 1 win 512 <nop,nop,TS val 210 ecr *>\n"
+	"+0    > . 2:2(0) ack 1002 ...\n"
+	"+0    expect nstate CLOSING 1\n"
+	"+0    expect nstate FIN-WAIT-1 0\n"
+	"+0.01 < . 1002:1002(0) ack 2 win 512 <nop,nop,TS val 220 ecr *>\n"
+	"+0    expect nstate CLOSING 0\n"
+	"+0    expect nstate TIME-WAIT 1\n"
+	"+2    expect nstate TIME-WAIT 0\n"
+	"+0    expect conns 0\n")
+
+/* Active open: SYN-SENT, ESTABLISHED; a reset ends it. No listener. */
+TCP_SCRIPT(state_counts_active_open,
+	"0     connect 198.18.0.1 25 sink\n"
+	"0     > S 0:0(0) win 65535 ...\n"
+	"+0    expect nstate SYN-SENT 1\n"
+	"+0    expect nstate LISTEN 0\n"
+	"+0.05 < S. 7000:7000(0) ack 1 win 65535 <mss 1460>\n"
+	"+0    > . 1:1(0) ack 7001 win * <>\n"
+	"+0    expect nstate SYN-SENT 0\n"
+	"+0    expect nstate ESTABLISHED 1\n"
+	"+0.01 < R. 7001:7001(0) ack 1 win 0\n"
+	"+0    expect closed RESET\n"
+	"+0    expect nstate ESTABLISHED 0\n"
+	"+0    expect conns 0\n")
+
+/* A refused handshake, a full listener and a full SYN queue are each
+ * counted on the listener's port. */
+TCP_SCRIPT(listener_counts_refused,
+	"0     listen 5000 refuse\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460>\n"
+	"+0.01 < . 1001:1001(0) ack 1 win 512\n"
+	"+0    > R 1:1(0) win * <>\n"
+	"+0    expect listener 5000 refused 1\n"
+	"+0    expect listener 5000 accepted 0\n"
+	"+0    expect listener 5000 open 0\n"
+	"+0    expect nstate SYN-RECEIVED 0\n"
+	"+0    expect nstate ESTABLISHED 0\n")
+
+TCP_SCRIPT(listener_counts_over_limit,
+	"0     listen 5000 sink max 1\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460>\n"
+	"+0.01 < . 1001:1001(0) ack 1 win 512\n"
+	"+0    rport 40001\n"
+	"+0    < S 3000:3000(0) win 65535 <mss 1460>\n"
+	"+0    > R. 0:0(0) ack 3001 win 0 <> abs\n"
+	"+0    expect listener 5000 over_limit 1\n"
+	"+0    expect listener 5000 open 1\n"
+	"+0    expect listener 5000 accepted 1\n"
+	"+0    rport 40000\n")
+
+TCP_SCRIPT(listener_counts_syncookies,
+	"0     listen 5000 sink backlog 1\n"
+	"0     < S 1000:1000(0) win 65535 <mss 1460>\n"
+	"0     > S. 0:0(0) ack 1001 win 65535 <mss 1460>\n"
+	"+0.01 rport 40001\n"
+	"+0    forget_isn\n"
+	"+0    < S 5000:5000(0) win 65535 <mss 1460>\n"
+	"+0    > S. 0:0(0) ack 5001 win * <mss 1460>\n"
+	"+0    expect listener 5000 syncookies 1\n"
+	"+0    expect listener 5000 syn_pending 1\n"
+	"+0.01 < . 5001:5001(0) ack 1 win 65535\n"
+	"+0    expect listener 5000 syn_pending 1\n"
+	"+0    expect listener 5000 open 1\n"
+	"+0    expect nstate SYN-RECEIVED 1\n"
+	"+0    expect nstate ESTABLISHED 1\n")
