@@ -4,6 +4,9 @@
  *
  * Reads per-worker counters that only their worker writes, with relaxed
  * loads: a figure may be a moment stale, never torn (64-bit, x86-64).
+ * Besides what ctl_verbs.h lists, each worker (and "total") has
+ * "tcp_states" (connections by state, tcp_state_label names) and
+ * "listeners" (per listening port: {"25": {"open", "accepted", ...}}).
  */
 #include "mgmt/ctl_verbs.h"
 
@@ -38,6 +41,52 @@ static void add(json_t *total, const char *section, const char *k,
 	put(s, k, (cur ? (uint64_t)json_integer_value(cur) : 0) + v);
 }
 
+/* {"listen": n, "syn_received": n, ...}: connections by state (not
+ * CLOSED: those are gone by the end of the worker's current event) */
+static json_t *tcp_states(const struct stack *st, json_t *total)
+{
+	uint32_t n[TCP_NSTATES];
+	json_t *o = json_object();
+
+	tcp_state_counts(st, n);
+	for (unsigned i = 1; i < TCP_NSTATES; i++) {
+		put(o, tcp_state_label(i), n[i]);
+		add(total, "tcp_states", tcp_state_label(i), n[i]);
+	}
+	return o;
+}
+
+/* {"25": {"listening", "open", "syn_pending", "accepted", "refused",
+ * "over_limit", "syncookies"}, ...}: one object per listening port; the
+ * totals sum the workers' (so "listening" counts workers) */
+static json_t *listeners(const struct stack *st, json_t *total)
+{
+	struct tcp_listener_stats ls;
+	json_t *o = json_object(), *tl = json_object_get(total, "listeners");
+
+	if (tl == NULL) {
+		tl = json_object();
+		json_object_set_new(total, "listeners", tl);
+	}
+	for (unsigned i = 0; tcp_listener_get_stats(st, i, &ls); i++) {
+		json_t *x = json_object();
+		char port[8];
+
+		snprintf(port, sizeof(port), "%u", ls.port);
+#define LS(f) do { put(x, #f, ls.f); add(tl, port, #f, ls.f); } while (0)
+		LS(listening);
+		LS(open);
+		LS(syn_pending);
+		LS(accepted);
+		LS(refused);
+		LS(over_limit);
+		LS(syncookies);
+#undef LS
+		json_object_set_new(o, port, x);
+	}
+	return o;
+}
+
 static json_t *worker_stats(const struct mgmt_view *v, unsigned w,
 			    json_t *total)
 {
@@ -57,6 +106,8 @@ static json_t *worker_stats(const struct mgmt_view *v, unsigned w,
 		add(total, "stack", "tcp.live_conns", live);
 	}
 	json_object_set_new(o, "stack", st);
+	json_object_set_new(o, "tcp_states", tcp_states(v->stacks[w], total));
+	json_object_set_new(o, "listeners", listeners(v->stacks[w], total));
 #define DPS(f) do { uint64_t x_ = RD(dw->stats.f); put(dpo, #f, x_); \
 		add(total, "dataplane", #f, x_); } while (0)
 	DPS(polls);
@@ -170,7 +221,8 @@ bool mgmt_stat_is_gauge(const char *section, const char *name)
 		"stack.tcp.live_conns", "smtp.sessions_live",
 		"out.conns_live", "out.jobs_waiting", "spool.msgs_live",
 		"spool.segments", "qmgr.msgs_live", "qmgr.rcpts_deferred_now",
-		"qmgr.dests", "qmgr.jobs_active",
+		"qmgr.dests", "qmgr.jobs_active", "listener.listening",
+		"listener.open", "listener.syn_pending",
 	};
 	char full[128];
 

@@ -6,7 +6,9 @@
  * dpmail_smtp_messages_queued, dpmail_dataplane_polls, dpmail_out_...);
  * the spool and the queue manager have no label; running totals end in
  * _total, levels do not. The fdatasync latency is a histogram in seconds.
- * Destinations (queue summary) carry dest="...".
+ * Destinations (queue summary) carry dest="...". TCP connections by state
+ * are one gauge, dpmail_tcp_connections{worker,state}; each listening
+ * port's figures are dpmail_listener_*{worker,listener="25"}.
  *
  * Must never: block a worker. It runs on libmicrohttpd's own thread and
  * reads what `dpmailctl stats` reads.
@@ -116,6 +118,59 @@ static void per_worker(struct buf *b, const json_t *workers,
 		}
 	}
 	(void)unused;
+}
+
+/* dpmail_tcp_connections{worker="0",state="established"} n: one gauge
+ * family, the state as a label, so that a sum over states is the live
+ * connections (plus listeners) */
+static void tcp_states(struct buf *b, const json_t *workers)
+{
+	const json_t *first = json_object_get(json_array_get(workers, 0),
+					      "tcp_states");
+	const char *st;
+	json_t *unused;
+
+	bprintf(b, "# TYPE dpmail_tcp_connections gauge\n");
+	json_object_foreach((json_t *)first, st, unused) {
+		size_t i;
+		json_t *w;
+		json_array_foreach(workers, i, w)
+			bprintf(b, "dpmail_tcp_connections{worker=\"%lld\","
+				"state=\"%s\"} %lld\n",
+				(long long)json_integer_value(
+					json_object_get(w, "worker")), st,
+				(long long)json_integer_value(json_object_get(
+					json_object_get(w, "tcp_states"), st)));
+	}
+	(void)unused;
+}
+
+/* dpmail_listener_<figure>{worker="0",listener="25"}: one family per
+ * figure of a listening port (ctl_stats.c's "listeners") */
+static void listeners(struct buf *b, const json_t *workers)
+{
+	static const char *const figs[] = { "listening", "open",
+		"syn_pending", "accepted", "refused", "over_limit",
+		"syncookies" };
+	char name[160];
+
+	for (size_t f = 0; f < sizeof(figs) / sizeof(*figs); f++) {
+		size_t i;
+		json_t *w;
+		family(b, "listener", figs[f], name, sizeof(name));
+		json_array_foreach(workers, i, w) {
+			const char *port;
+			json_t *l;
+			json_object_foreach(json_object_get(w, "listeners"),
+					    port, l)
+				bprintf(b, "%s{worker=\"%lld\",listener=\"%s\"}"
+					" %lld\n", name, (long long)
+					json_integer_value(json_object_get(w,
+						"worker")), port, (long long)
+					json_integer_value(json_object_get(l,
+						figs[f])));
+		}
+	}
 }
 
 static void plain(struct buf *b, const json_t *o, const char *section)
@@ -236,6 +291,8 @@ char *metrics_render(struct mgmt_view *v)
 	ws = json_object_get(s, "workers");
 	if (json_array_size(ws) > 0) {
 		per_worker(&b, ws, "stack");
+		tcp_states(&b, ws);
+		listeners(&b, ws);
 		per_worker(&b, ws, "dataplane");
 		if (json_object_get(json_array_get(ws, 0), "smtp"))
 			per_worker(&b, ws, "smtp");
