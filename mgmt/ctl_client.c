@@ -240,6 +240,26 @@ static json_t *call(const struct opts *o, json_t *req, int *ex)
 	return r;
 }
 
+/* What a verb prints of a good reply for a human (not with --json). */
+typedef void (*show_fn)(const struct opts *o, const json_t *r);
+
+/* One request (req is taken) and its reply, printed as JSON with --json,
+ * else by show (NULL: nothing). Returns the exit code. */
+static int request(const struct opts *o, json_t *req, show_fn show)
+{
+	int ex = 0;
+	json_t *r = call(o, req, &ex);
+
+	if (r == NULL)
+		return ex;
+	if (o->json)
+		print_json(r);
+	else if (show != NULL)
+		show(o, r);
+	json_decref(r);
+	return EX_OK;
+}
+
 /* ---- argument helpers --------------------------------------------------- */
 
 __attribute__((format(printf, 1, 0)))
@@ -306,28 +326,13 @@ static void fmt_time(uint64_t t, char *out, size_t len)
 
 /* ---- status ------------------------------------------------------------- */
 
-static int do_status(struct opts *o)
+static void show_status(const struct opts *o, const json_t *r)
 {
-	int ex = 0;
-	json_t *r, *port, *a;
+	const json_t *port = json_object_get(r, "port");
+	json_t *a;
 	size_t i;
 
-	if (o->help || o->argc > 0) {
-		printf("Usage: dpmailctl status [--json]\n"
-		       "The daemon's version, uptime, config file, workers and\n"
-		       "their lcores, port (driver, MAC, link, queues,\n"
-		       "offloads) and listeners.\n");
-		return o->help ? EX_OK : EX_USAGE;
-	}
-	r = call(o, json_pack("{s:s}", "verb", "status"), &ex);
-	if (r == NULL)
-		return ex;
-	if (o->json) {
-		print_json(r);
-		json_decref(r);
-		return EX_OK;
-	}
-	port = json_object_get(r, "port");
+	(void)o;
 	printf("dpmaild %s, pid %lld, up %llu s, log level %s%s\n",
 	       json_string_value(json_object_get(r, "version")),
 	       (long long)get(r, NULL, "pid"),
@@ -372,8 +377,18 @@ static int do_status(struct opts *o)
 	printf("\ncontrol     %s\nmetrics     %s\n",
 	       json_string_value(json_object_get(r, "control_socket")),
 	       json_string_value(json_object_get(r, "metrics")));
-	json_decref(r);
-	return EX_OK;
+}
+
+static int do_status(struct opts *o)
+{
+	if (o->help || o->argc > 0) {
+		printf("Usage: dpmailctl status [--json]\n"
+		       "The daemon's version, uptime, config file, workers and\n"
+		       "their lcores, port (driver, MAC, link, queues,\n"
+		       "offloads) and listeners.\n");
+		return o->help ? EX_OK : EX_USAGE;
+	}
+	return request(o, json_pack("{s:s}", "verb", "status"), show_status);
 }
 
 /* ---- stats -------------------------------------------------------------- */
@@ -398,6 +413,35 @@ static void line(const char *name, uint64_t v, uint64_t prev, double dt)
 		       (double)(v - prev) / dt);
 	else
 		printf("  %-28s %14llu\n", name, (unsigned long long)v);
+}
+
+/* one row per listening port; accepted with its rate under --watch */
+static void listeners_table(const json_t *ls, const json_t *prev, double dt)
+{
+	const char *port;
+	json_t *l;
+
+	if (json_object_size(ls) == 0)
+		return;
+	printf("listeners %12s %6s %9s %14s %8s %10s %10s\n", "", "open",
+	       "half-open", "accepted", "refused", "over limit",
+	       "syncookies");
+	json_object_foreach((json_t *)ls, port, l) {
+		uint64_t acc = get(l, NULL, "accepted");
+		printf("  %-20s %6llu %9llu %14llu %8llu %10llu %10llu",
+		       port, (unsigned long long)get(l, NULL, "open"),
+		       (unsigned long long)get(l, NULL, "syn_pending"),
+		       (unsigned long long)acc,
+		       (unsigned long long)get(l, NULL, "refused"),
+		       (unsigned long long)get(l, NULL, "over_limit"),
+		       (unsigned long long)get(l, NULL, "syncookies"));
+		if (dt > 0)
+			printf(" %10.1f/s", (double)(acc - get(json_object_get(
+			       prev, port), NULL, "accepted")) / dt);
+		if (get(l, NULL, "listening") == 0)
+			printf(" (closed)");
+		putchar('\n');
+	}
 }
 
 static void stats_table(const json_t *r, const json_t *prev, double dt,
@@ -428,6 +472,11 @@ static void stats_table(const json_t *r, const json_t *prev, double dt,
 	L("tcp accepted", "stack", "tcp.accepted");
 	L("tcp active opens", "stack", "tcp.connects");
 	L("tcp retransmits", "stack", "tcp.retransmits");
+	printf("tcp connections by state\n");
+	json_object_foreach((json_t *)json_object_get(t, "tcp_states"), k, val)
+		line(k, (uint64_t)json_integer_value(val), 0, 0);
+	listeners_table(json_object_get(t, "listeners"), pt ?
+			json_object_get(pt, "listeners") : NULL, dt);
 	printf("drops (non-zero)\n");
 	json_object_foreach((json_t *)json_object_get(t, "stack"), k, val)
 		if (is_drop(k) && json_integer_value(val) != 0)
@@ -538,10 +587,11 @@ static int do_stats(struct opts *o)
 	if (o->help) {
 		printf("Usage: dpmailctl stats [--watch SECS] [--worker N] "
 		       "[--json]\nCounters summed over the workers (or one "
-		       "worker's):\npackets, bytes, drops by reason, sessions, "
-		       "messages accepted,\ndelivered, deferred, bounced, spool "
-		       "batches and fdatasync\nlatency, queue depth. --watch "
-		       "repeats every SECS with rates.\n");
+		       "worker's):\npackets, bytes, TCP connections by state, "
+		       "listeners, drops by reason,\nsessions, messages "
+		       "accepted, delivered, deferred, bounced, spool\nbatches "
+		       "and fdatasync latency, queue depth. --watch repeats "
+		       "every SECS\nwith rates.\n");
 		return EX_OK;
 	}
 	for (;;) {
@@ -633,22 +683,14 @@ static int queue_usage(FILE *f)
 	return f == stdout ? EX_OK : EX_USAGE;
 }
 
-static int queue_summary(struct opts *o)
+static void show_summary(const struct opts *o, const json_t *r)
 {
-	json_t *r, *d, *edges, *row;
+	const json_t *edges = json_object_get(r, "age_edges_min");
+	json_t *d, *row;
 	const char *dom;
 	size_t i;
-	int ex = 0;
 
-	r = call(o, json_pack("{s:s}", "verb", "queue.summary"), &ex);
-	if (r == NULL)
-		return ex;
-	if (o->json) {
-		print_json(r);
-		json_decref(r);
-		return EX_OK;
-	}
-	edges = json_object_get(r, "age_edges_min");
+	(void)o;
 	printf("%-32s %6s", "recipients by domain / age (min)", "total");
 	json_array_foreach(edges, i, d)
 		printf(" %5lld", (long long)json_integer_value(d));
@@ -673,8 +715,12 @@ static int queue_summary(struct opts *o)
 		       json_is_true(json_object_get(d, "suspended")) ? "yes"
 								     : "no",
 		       json_string_value(json_object_get(d, "why")));
-	json_decref(r);
-	return EX_OK;
+}
+
+static int queue_summary(struct opts *o)
+{
+	return request(o, json_pack("{s:s}", "verb", "queue.summary"),
+		       show_summary);
 }
 
 static int do_queue(struct opts *o)
@@ -770,11 +816,15 @@ static int do_queue(struct opts *o)
 
 /* ---- domain, log, reload, shutdown ---------------------------------------- */
 
+static void show_domain(const struct opts *o, const json_t *r)
+{
+	printf("%s: %s\n", o->argv[1], json_is_true(json_object_get(r,
+	       "suspended")) ? "suspended" : "resumed");
+}
+
 static int do_domain(struct opts *o)
 {
-	json_t *r;
 	char verb[32];
-	int ex = 0;
 
 	if (o->help || o->argc != 2 || (strcmp(o->argv[0], "suspend") != 0 &&
 					strcmp(o->argv[0], "resume") != 0)) {
@@ -784,23 +834,20 @@ static int do_domain(struct opts *o)
 		return o->help ? EX_OK : EX_USAGE;
 	}
 	snprintf(verb, sizeof(verb), "domain.%s", o->argv[0]);
-	r = call(o, json_pack("{s:s, s:s}", "verb", verb, "domain",
-			      o->argv[1]), &ex);
-	if (r == NULL)
-		return ex;
-	if (o->json)
-		print_json(r);
-	else
-		printf("%s: %s\n", o->argv[1], json_is_true(json_object_get(r,
-		       "suspended")) ? "suspended" : "resumed");
-	json_decref(r);
-	return EX_OK;
+	return request(o, json_pack("{s:s, s:s}", "verb", verb, "domain",
+				    o->argv[1]), show_domain);
+}
+
+static void show_level(const struct opts *o, const json_t *r)
+{
+	(void)o;
+	printf("log level %s\n", json_string_value(json_object_get(r,
+	       "level")));
 }
 
 static int do_log(struct opts *o)
 {
-	json_t *req, *r;
-	int ex = 0;
+	json_t *req;
 
 	if (o->help || o->argc < 1 || o->argc > 2 ||
 	    strcmp(o->argv[0], "level") != 0) {
@@ -812,24 +859,31 @@ static int do_log(struct opts *o)
 	req = json_pack("{s:s}", "verb", "log.level");
 	if (o->argc == 2)
 		json_object_set_new(req, "level", json_string(o->argv[1]));
-	r = call(o, req, &ex);
-	if (r == NULL)
-		return ex;
-	if (o->json)
-		print_json(r);
-	else
-		printf("log level %s\n", json_string_value(json_object_get(r,
-		       "level")));
-	json_decref(r);
-	return EX_OK;
+	return request(o, req, show_level);
+}
+
+static void show_reload(const struct opts *o, const json_t *r)
+{
+	json_t *a;
+	size_t i;
+
+	(void)o;
+	printf("reloaded %s\napplied:", json_string_value(
+	       json_object_get(r, "config")));
+	json_array_foreach(json_object_get(r, "applied"), i, a)
+		printf(" %s", json_string_value(a));
+	if (json_array_size(json_object_get(r, "applied")) == 0)
+		printf(" nothing changed that applies live");
+	printf("\nneeds a restart:");
+	json_array_foreach(json_object_get(r, "restart_needed"), i, a)
+		printf(" [%s]", json_string_value(a));
+	if (json_array_size(json_object_get(r, "restart_needed")) == 0)
+		printf(" nothing");
+	putchar('\n');
 }
 
 static int do_reload(struct opts *o)
 {
-	json_t *r, *a;
-	size_t i;
-	int ex = 0;
-
 	if (o->help || o->argc > 0) {
 		printf("Usage: dpmailctl reload [--json]\n"
 		       "Re-read the daemon's config file. A bad file is refused\n"
@@ -839,35 +893,14 @@ static int do_reload(struct opts *o)
 		       "restart.\n");
 		return o->help ? EX_OK : EX_USAGE;
 	}
-	r = call(o, json_pack("{s:s}", "verb", "reload"), &ex);
-	if (r == NULL)
-		return ex;
-	if (o->json) {
-		print_json(r);
-	} else {
-		printf("reloaded %s\napplied:", json_string_value(
-		       json_object_get(r, "config")));
-		json_array_foreach(json_object_get(r, "applied"), i, a)
-			printf(" %s", json_string_value(a));
-		if (json_array_size(json_object_get(r, "applied")) == 0)
-			printf(" nothing changed that applies live");
-		printf("\nneeds a restart:");
-		json_array_foreach(json_object_get(r, "restart_needed"), i, a)
-			printf(" [%s]", json_string_value(a));
-		if (json_array_size(json_object_get(r, "restart_needed")) == 0)
-			printf(" nothing");
-		putchar('\n');
-	}
-	json_decref(r);
-	return EX_OK;
+	return request(o, json_pack("{s:s}", "verb", "reload"), show_reload);
 }
 
 static int do_shutdown(struct opts *o)
 {
 	long long drain = 0;
 	char path[256];
-	json_t *r;
-	int ex = 0;
+	int ex;
 
 	for (int i = 0; i < o->argc; i++) {
 		if (strcmp(o->argv[i], "--drain") == 0 && i + 1 < o->argc) {
@@ -887,13 +920,10 @@ static int do_shutdown(struct opts *o)
 		       "Waits until it has exited.\n");
 		return EX_OK;
 	}
-	r = call(o, json_pack("{s:s, s:I}", "verb", "shutdown", "drain",
-			      (json_int_t)drain), &ex);
-	if (r == NULL)
+	ex = request(o, json_pack("{s:s, s:I}", "verb", "shutdown", "drain",
+				  (json_int_t)drain), NULL);
+	if (ex != EX_OK)
 		return ex;
-	if (o->json)
-		print_json(r);
-	json_decref(r);
 	/* the socket goes away as the daemon stops */
 	socket_path(o, path, sizeof(path));
 	for (long long t = 0; t < (drain + 120) * 10; t++) {
