@@ -7,8 +7,8 @@
  * the spool); shutdown only sets a flag the main loop acts on.
  *
  * reload applies what can change under running sessions: the log level,
- * [smtp] limits and [policy] for new sessions (smtpd_shared_reconf: open
- * sessions keep theirs), the routing tables (users, aliases, transport,
+ * [smtp] limits, [policy] and the [tls] certificates for new sessions
+ * (smtpd_reconf_*: open sessions keep theirs), the routing tables (users, aliases, transport,
  * relay host) at smtpd and the queue manager, and the queue manager's
  * settings (mta_qmgr_reconf); the reply lists every changed section
  * that needs a restart.
@@ -545,6 +545,7 @@ static int v_reload(void *arg, const json_t *req, json_t *r, char *err,
 	struct dpmail_conf *nc = malloc(sizeof(*nc));
 	struct mta_policy *policy = NULL;
 	struct mta_route *route = NULL;
+	struct smtpd_gen *gen = NULL;
 	json_t *applied = json_array(), *restart = json_array();
 	const char *path = v->conf->path;
 	char e[512];
@@ -568,8 +569,15 @@ static int v_reload(void *arg, const json_t *req, json_t *r, char *err,
 			goto refused;
 		}
 		mta_policy_set_route(policy, route);
+		/* certificates too: all of it loads, or nothing applies */
+		if (smtpd_reconf_prepare(v->smtp_sh, &nc->smtpd, policy, route,
+					 &gen, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "%s: [tls]: %s", path, e);
+			goto refused;
+		}
+		policy = NULL; /* the generation's now */
 	}
-	/* the queue manager first: it alone can say no (busy) */
+	/* the queue manager first: it alone can still say no (busy) */
 	if (v->qmgr != NULL) {
 		rc = mta_qmgr_reconf(v->qmgr, &nc->qmgr, route, RELOAD_WAIT_MS);
 		if (rc < 0) {
@@ -582,20 +590,15 @@ static int v_reload(void *arg, const json_t *req, json_t *r, char *err,
 			json_array_append_new(applied, json_string("queue"));
 		json_array_append_new(applied, json_string("routing"));
 	}
-	if (v->smtp_sh != NULL) {
-		rc = smtpd_shared_reconf(v->smtp_sh, &nc->smtpd, policy, route,
-					 RELOAD_WAIT_MS);
-		if (rc < 0) {
-			/* the queue manager has the new tables already */
-			snprintf(err, errlen, "smtp: %s; the queue manager "
-				 "took the new configuration, smtpd did not",
-				 strerror(-rc));
-			goto refused;
-		}
-		policy = NULL; /* smtpd's now */
+	if (gen != NULL) {
+		smtpd_reconf_commit(v->smtp_sh, gen, RELOAD_WAIT_MS);
+		gen = NULL;
 		if (memcmp(&was->smtpd, &nc->smtpd, sizeof(nc->smtpd)) != 0)
 			json_array_append_new(applied, json_string("smtp"));
 		json_array_append_new(applied, json_string("policy"));
+		if (nc->smtpd.tls.cert_file[0] != '\0' &&
+		    v->conf->smtpd.tls.cert_file[0] != '\0')
+			json_array_append_new(applied, json_string("tls"));
 	}
 	if (nc->log_level != log_get_level()) {
 		log_set_level(nc->log_level);
@@ -616,6 +619,7 @@ static int v_reload(void *arg, const json_t *req, json_t *r, char *err,
 refused:
 	LOG(LOG_WARNING, "ctl: reload refused: %s", err);
 fail:
+	smtpd_reconf_abort(gen);
 	mta_policy_free(policy);
 	mta_route_free(route);
 	json_decref(applied);

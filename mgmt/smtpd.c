@@ -61,8 +61,9 @@
 #define TLS_READ_CHUNK 4096
 
 /* What a reload may change under running sessions: the limits, the
- * recipient policy and the alias tables. Each session keeps the
- * generation it started with until it ends; new ones take the current.
+ * recipient policy, the alias tables and the TLS context (certificates
+ * re-read). Each session keeps the generation it started with until it
+ * ends; new ones take the current.
  * Holders: the shared state while it is current, each worker (its
  * copy, swapped in smtpd_tick), each session. */
 struct smtpd_gen {
@@ -72,6 +73,7 @@ struct smtpd_gen {
 	struct mta_policy *policy;
 	bool own_policy;                     /* a reload's: freed with it */
 	const struct mta_route *route;       /* a reference, or NULL */
+	struct tls_ctx *tls;                 /* owned; NULL: no TLS */
 };
 
 struct smtpd_shared {
@@ -87,7 +89,7 @@ struct smtpd_shared {
 	uint32_t per_client[PER_CLIENT_SLOTS]; /* atomic, by address hash */
 	uint32_t draining;                   /* atomic: shutdown --drain */
 	struct smtp_server_ops ops;          /* starttls/auth when enabled */
-	struct tls_ctx *tls;                 /* NULL: no TLS */
+	bool tls_on;                         /* TLS set up at start */
 	struct users_db *users;              /* NULL: no AUTH */
 	/* AUTH failures per address hash in the current window */
 	uint32_t auth_fail[PER_CLIENT_SLOTS];       /* atomic */
@@ -201,6 +203,7 @@ static void gen_unref(struct smtpd_gen *g)
 	if (g->own_policy)
 		mta_policy_free(g->policy);
 	mta_route_free(g->route);
+	tls_ctx_free(g->tls);
 	free(g);
 }
 
@@ -646,9 +649,9 @@ static int op_starttls(void *user)
 {
 	struct sess *s = user;
 
-	if (s->w->sh->tls == NULL || s->tls != NULL)
+	if (s->gen->tls == NULL || s->tls != NULL)
 		return -EPROTO;
-	s->tls = tls_conn_new(s->w->sh->tls, NULL);
+	s->tls = tls_conn_new(s->gen->tls, NULL);
 	if (s->tls == NULL)
 		return -ENOMEM;
 	s->out_raw = s->out_len;
@@ -891,7 +894,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 	s->client_ip = ci.remote_ip;
 	{
 		struct smtp_session_policy pol = {
-			.tls_required = lc->tls_required && sh->tls != NULL,
+			.tls_required = lc->tls_required && g->tls != NULL,
 			.auth_required = lc->auth_required,
 		};
 		uint32_t pt = g->conf.auth.plaintext;
@@ -903,7 +906,7 @@ static int on_accept(struct tcp_conn *c, void *lu,
 		smtp_server_set_policy(s->eng, &pol);
 	}
 	if (lc->implicit) {
-		s->tls = tls_conn_new(sh->tls, NULL);
+		s->tls = tls_conn_new(g->tls, NULL);
 		if (s->tls == NULL) {
 			gen_unref(s->gen);
 			smtp_server_free(s->eng);
@@ -1279,7 +1282,10 @@ static void conf_live(struct smtpd_conf *out, const struct smtpd_conf *a,
 	memcpy(out->tls_required, a->tls_required, sizeof(out->tls_required));
 	memcpy(out->auth_required, a->auth_required,
 	       sizeof(out->auth_required));
-	out->tls = a->tls;
+	/* certificates and TLS settings are live; TLS on or off is not
+	 * (the listeners and STARTTLS were set up for it) */
+	if ((a->tls.cert_file[0] != '\0') != (b->tls.cert_file[0] != '\0'))
+		out->tls = a->tls;
 	memcpy(out->auth.users_file, a->auth.users_file,
 	       sizeof(out->auth.users_file));
 }
@@ -1293,24 +1299,52 @@ bool smtpd_conf_restart_same(const struct smtpd_conf *a,
 	return memcmp(&x, b, sizeof(x)) == 0;
 }
 
-int smtpd_shared_reconf(struct smtpd_shared *sh, const struct smtpd_conf *c,
-			struct mta_policy *policy, const struct mta_route *route,
-			uint32_t timeout_ms)
+int smtpd_reconf_prepare(struct smtpd_shared *sh, const struct smtpd_conf *c,
+			 struct mta_policy *policy,
+			 const struct mta_route *route, struct smtpd_gen **out,
+			 char *why, size_t len)
 {
 	struct smtpd_conf live;
-	struct smtpd_gen *g, *old;
-	uint32_t seq, waited = 0;
-	bool all;
+	struct smtpd_gen *g;
 
 	conf_live(&live, &sh->conf, c);
 	pthread_mutex_lock(&sh->gen_mu);
-	old = sh->cur;
 	g = gen_new(&live, policy, true,
-		    route != NULL ? route : old->route);
+		    route != NULL ? route : sh->cur->route);
+	if (g != NULL && sh->tls_on) {
+		/* the certificates re-read; tickets issued under the old
+		 * context stay good */
+		if (smtpd_tls_ctx_build(&live.tls, &g->tls, why, len) != 0) {
+			g->own_policy = false; /* still the caller's */
+			gen_unref(g);
+			pthread_mutex_unlock(&sh->gen_mu);
+			return -EINVAL;
+		}
+		tls_ctx_copy_ticket_keys(g->tls, sh->cur->tls);
+	}
+	pthread_mutex_unlock(&sh->gen_mu);
 	if (g == NULL) {
-		pthread_mutex_unlock(&sh->gen_mu);
+		snprintf(why, len, "out of memory");
 		return -ENOMEM;
 	}
+	*out = g;
+	return 0;
+}
+
+void smtpd_reconf_abort(struct smtpd_gen *g)
+{
+	gen_unref(g);
+}
+
+void smtpd_reconf_commit(struct smtpd_shared *sh, struct smtpd_gen *g,
+			 uint32_t timeout_ms)
+{
+	struct smtpd_gen *old;
+	uint32_t seq, waited = 0;
+	bool all;
+
+	pthread_mutex_lock(&sh->gen_mu);
+	old = sh->cur;
 	__atomic_store_n(&sh->cur, g, __ATOMIC_RELEASE);
 	seq = __atomic_add_fetch(&sh->gen_seq, 1, __ATOMIC_ACQ_REL);
 	/* grace period: the old generation's "current" reference goes
@@ -1336,7 +1370,6 @@ int smtpd_shared_reconf(struct smtpd_shared *sh, const struct smtpd_conf *c,
 		    "new limits within %u ms; the old ones are kept in memory",
 		    timeout_ms);
 	pthread_mutex_unlock(&sh->gen_mu);
-	return 0;
 }
 
 void smtpd_shared_set_draining(struct smtpd_shared *sh)
@@ -1349,7 +1382,6 @@ void smtpd_shared_free(struct smtpd_shared *sh)
 	if (sh == NULL)
 		return;
 	users_stop(sh->users);
-	tls_ctx_free(sh->tls);
 	gen_unref(sh->cur);
 	pthread_mutex_destroy(&sh->gen_mu);
 	free(sh);
@@ -1361,9 +1393,11 @@ int smtpd_shared_tls_auth(struct smtpd_shared *sh, unsigned nworkers,
 	const struct smtpd_conf *c = &sh->conf;
 	int rc;
 
-	if (smtpd_tls_ctx_build(&c->tls, &sh->tls, why, len) != 0)
+	/* before the workers start: the first generation is still private */
+	if (smtpd_tls_ctx_build(&c->tls, &sh->cur->tls, why, len) != 0)
 		return -1;
-	if (sh->tls != NULL) {
+	sh->tls_on = sh->cur->tls != NULL;
+	if (sh->tls_on) {
 		sh->ops.starttls = op_starttls;
 		LOG(LOG_INFO, "smtpd: TLS with %s%s%s; STARTTLS offered%s%s%s%s",
 		    c->tls.cert_file, c->tls.sni_certs[0] ? " and " : "",
@@ -1413,7 +1447,7 @@ int smtpd_start(struct smtpd_shared *sh, struct stack *st, unsigned worker,
 	w->index = worker;
 	uint16_t ports[SMTPD_MAX_LISTEN];
 	char why[128];
-	int nimpl = sh->tls == NULL ? 0 :
+	int nimpl = !sh->tls_on ? 0 :
 		smtpd_ports_parse(sh->conf.tls_implicit, ports + sh->conf.nlisten,
 				  SMTPD_MAX_LISTEN - sh->conf.nlisten, why,
 				  sizeof(why));

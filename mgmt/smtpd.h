@@ -85,8 +85,8 @@ struct smtpd_counters {
 
 struct smtpd_shared; /* limits shared by all workers */
 
-/* True when a and b differ only in what smtpd_shared_reconf applies
- * live (everything but the listeners, TLS and [auth] users_file). */
+/* True when a and b differ only in what a reload applies live
+ * (everything but the listeners, TLS on/off and [auth] users_file). */
 bool smtpd_conf_restart_same(const struct smtpd_conf *a,
 			     const struct smtpd_conf *b);
 
@@ -101,18 +101,26 @@ struct mta_route;
 void smtpd_shared_set_mta(struct smtpd_shared *sh, struct mta_qmgr *q,
 			  const struct mta_route *route);
 void smtpd_shared_free(struct smtpd_shared *sh);
-/* dpmailctl reload, from the control thread: sessions accepted from now
- * on take c's limits (its listeners, TLS and users file are ignored:
- * those need a restart), policy (owned from now on: freed with the last
- * session that used it) and route (a reference is taken; NULL keeps the
- * current tables). Sessions already open keep what they started with.
- * Waits up to timeout_ms for every worker to take the new generation
- * (each looks once a tick). 0, or -ENOMEM (nothing changed; policy stays
- * the caller's). */
+/* dpmailctl reload, from the control thread, in two steps so that the
+ * caller can apply it with others all or nothing.
+ * prepare: a new generation from c's limits (its listeners and users
+ * file are ignored, and so is TLS switched on or off: those need a
+ * restart; certificates and TLS settings are re-read), policy (owned by
+ * the generation on success) and route (a reference is taken; NULL
+ * keeps the current tables). 0, or -EINVAL (a certificate or key does
+ * not load) / -ENOMEM with why; then nothing changed.
+ * commit: sessions accepted from now on take it; those already open
+ * keep what they started with. Waits up to timeout_ms for every worker
+ * to take it (each looks once a tick). abort: drop a prepared one. */
 struct mta_policy;
-int smtpd_shared_reconf(struct smtpd_shared *sh, const struct smtpd_conf *c,
-			struct mta_policy *policy, const struct mta_route *route,
-			uint32_t timeout_ms);
+struct smtpd_gen;
+int smtpd_reconf_prepare(struct smtpd_shared *sh, const struct smtpd_conf *c,
+			 struct mta_policy *policy,
+			 const struct mta_route *route, struct smtpd_gen **out,
+			 char *why, size_t len);
+void smtpd_reconf_commit(struct smtpd_shared *sh, struct smtpd_gen *g,
+			 uint32_t timeout_ms);
+void smtpd_reconf_abort(struct smtpd_gen *g);
 /* Any thread (dpmailctl shutdown --drain): new connections get 421 from
  * now on; sessions already open go on. */
 void smtpd_shared_set_draining(struct smtpd_shared *sh);

@@ -121,6 +121,10 @@ void tls_ctx_conf_defaults(struct tls_ctx_conf *c);
 int tls_ctx_new(const struct tls_ctx_conf *conf, struct tls_ctx **out,
 		char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
+/* Servers: dst encrypts and decrypts session tickets with src's keys, so
+ * that tickets src issued resume under dst (a reloaded context). A no-op
+ * when either is NULL or not a server. */
+void tls_ctx_copy_ticket_keys(struct tls_ctx *dst, const struct tls_ctx *src);
 
 /*
  * A connection. Server: server_name must be NULL. Client: server_name is

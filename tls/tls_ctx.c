@@ -505,6 +505,18 @@ bad:
 	return rc;
 }
 
+void tls_ctx_copy_ticket_keys(struct tls_ctx *dst, const struct tls_ctx *src)
+{
+	unsigned char keys[80]; /* name 16, HMAC 32, AES 32 */
+
+	if (dst == NULL || src == NULL || dst->role != TLS_SERVER ||
+	    src->role != TLS_SERVER)
+		return;
+	if (SSL_CTX_get_tlsext_ticket_keys(src->ssl, keys, sizeof(keys)) == 1)
+		SSL_CTX_set_tlsext_ticket_keys(dst->ssl, keys, sizeof(keys));
+	OPENSSL_cleanse(keys, sizeof(keys));
+}
+
 void tls_ctx_free(struct tls_ctx *ctx)
 {
 	if (ctx == NULL)

@@ -570,6 +570,52 @@ Test(tls, resumption_ticket_tls12) { resumption(TLS_V1_2, true); }
 Test(tls, resumption_off_tls13) { resumption(TLS_V_DEFAULT, false); }
 Test(tls, resumption_off_tls12) { resumption(TLS_V1_2, false); }
 
+/* A reloaded context (a new one from the same or a renewed certificate)
+ * resumes the old one's tickets only once it has its keys. */
+static void reload_resume(bool copy)
+{
+	struct tls_ctx_conf c;
+	struct tls_ctx *old, *new, *cc;
+	struct tls_cert_conf cert = { P("s1.pem"), P("s1.key") };
+	struct tls_conn *srv, *cli;
+	struct tls_session *sess;
+	char err[256];
+
+	tls_ctx_conf_defaults(&c);
+	c.certs = &cert;
+	c.n_certs = 1;
+	cr_assert_eq(tls_ctx_new(&c, &old, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(tls_ctx_new(&c, &new, err, sizeof(err)), 0, "%s", err);
+	cc = client_ctx(TLS_V_DEFAULT, TLS_VERIFY_NONE, NULL, NULL, NULL);
+	srv = tls_conn_new(old, NULL);
+	cli = tls_conn_new(cc, "mail.example.com");
+	cr_assert(handshake(cli, srv, 0));
+	exchange_small(srv, cli);
+	sess = tls_conn_session_get(cli);
+	cr_assert_not_null(sess);
+	tls_conn_free(cli);
+	tls_conn_free(srv);
+	if (copy)
+		tls_ctx_copy_ticket_keys(new, old);
+	tls_ctx_free(old);
+	srv = tls_conn_new(new, NULL);
+	cli = tls_conn_new(cc, "mail.example.com");
+	cr_assert_eq(tls_conn_session_set(cli, sess), 0);
+	cr_assert(handshake(cli, srv, 0));
+	cr_assert_eq(tls_conn_session_reused(srv), copy);
+	exchange_small(cli, srv);
+	tls_session_free(sess);
+	tls_conn_free(cli);
+	tls_conn_free(srv);
+	tls_ctx_copy_ticket_keys(cc, new);   /* a client: nothing happens */
+	tls_ctx_copy_ticket_keys(new, NULL);
+	tls_ctx_free(cc);
+	tls_ctx_free(new);
+}
+
+Test(tls, reload_keeps_ticket_keys) { reload_resume(true); }
+Test(tls, new_context_has_new_ticket_keys) { reload_resume(false); }
+
 /* TLS 1.2: a client asking to renegotiate gets no_renegotiation. */
 Test(tls, renegotiation_refused)
 {
