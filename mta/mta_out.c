@@ -316,6 +316,12 @@ static void dlv_connect_next(struct dlv *d)
 			mo_why_add(d->j, "%s: out of memory", a->name);
 			continue;
 		}
+		if (d->plain_pending && a->ip == d->plain_ip) {
+			/* its TLS failed a moment ago (policy may) */
+			d->plain_pending = false;
+			c->tls_decided = true;
+			c->tls_policy = MTA_TLS_NONE;
+		}
 		c->connecting = true;
 		c->d = d;
 		d->c = c;
@@ -489,6 +495,9 @@ void mo_dlv_conn_lost(struct dlv *d)
 		kick(d, D_RESOLVE);
 		return;
 	}
+	if (d->plain_pending && d->next_addr > 0 &&
+	    d->addrs[d->next_addr - 1].ip == d->plain_ip)
+		d->next_addr--; /* the same address, in clear */
 	kick(d, D_NEXT_ADDR);
 }
 

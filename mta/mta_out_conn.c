@@ -11,7 +11,9 @@
  * the server offers it, the first ops->ready sends STARTTLS; on its 220
  * a tls_conn (client, SNI = the host's name) takes over the stream and
  * the engine says EHLO again once the handshake is done. "may" goes on
- * in clear when STARTTLS is not offered or refused; "encrypt" and
+ * in clear when STARTTLS is not offered or refused, and when the
+ * handshake fails it connects to the same address again at once without
+ * STARTTLS (as Postfix and KumoMTA do); "encrypt" and
  * "verify" end the session instead (the recipients are deferred), and
  * "verify" also ends it when the certificate does not chain to the CA
  * file or does not name the host. The handshake runs on this worker.
@@ -462,11 +464,21 @@ static void tls_input(struct conn *c, const uint8_t *data, size_t len)
 	ssize_t r;
 
 	if (tls_conn_feed(c->tls, data, len) != 0 || tls_conn_failed(c->tls)) {
-		LOG_RL(LOG_INFO, "mta_out: %s: TLS failed: %s", c->relay,
-		       tls_conn_error(c->tls));
+		/* opportunistic TLS must not make mail undeliverable: the
+		 * same address again at once, in clear (mo_dlv_conn_lost) */
+		bool plain = c->tls_policy == MTA_TLS_MAY && !c->tls_done &&
+			     c->d != NULL;
+
+		LOG_RL(LOG_INFO, "mta_out: %s: TLS failed: %s%s", c->relay,
+		       tls_conn_error(c->tls), plain ? "; retrying in clear "
+		       "(tls_policy may)" : "");
 		if (c->d)
 			mo_why_add(c->d->j, "%s: TLS failed: %s", c->relay,
 				   tls_conn_error(c->tls));
+		if (plain) {
+			c->d->plain_pending = true;
+			c->d->plain_ip = c->ip;
+		}
 		tls_flush(c); /* the alert */
 		smtp_client_lost(c->cl);
 		return;

@@ -71,6 +71,10 @@ struct dlv {
 	struct conn *c;
 	unsigned n_addrs, next_addr;
 	struct dlv_addr *addrs;         /* [ADDRS_MAX] */
+	/* tls_policy may: the TLS handshake with plain_ip failed; the next
+	 * connection to it goes in clear */
+	bool plain_pending;
+	uint32_t plain_ip;
 	uint32_t *off;                  /* [nmsg]: first of msg i in pend */
 	uint8_t *pend;                  /* [sum nrcpt]: 1 still to do */
 	uint32_t *idx, *map;            /* [max nrcpt]: scratch for send */

@@ -433,11 +433,17 @@ SINK_IP = "198.18.0.1"
 class TlsSink:
     """A small SMTP server on the kernel side (threads), offering STARTTLS
     with its own certificate when `tls`; records every message and
-    whether it came over TLS."""
+    whether it came over TLS. `broken_tls`: STARTTLS is offered and
+    answered 220, then a TLS alert comes instead of a ServerHello (a
+    server whose TLS is broken: a bad certificate set-up, an old
+    library); `starttls_seen` counts those."""
 
-    def __init__(self, lab, port, tls=True):
+    def __init__(self, lab, port, tls=True, broken_tls=False):
         import threading
         self.tls = tls
+        self.broken_tls = broken_tls
+        self.starttls_seen = 0
+        self.sessions = 0
         self.msgs = []
         self.ctx = None
         if tls:
@@ -461,6 +467,7 @@ class TlsSink:
                 s, _ = self.ls.accept()
             except OSError:
                 return
+            self.sessions += 1
             threading.Thread(target=self._session, args=(s,),
                              daemon=True).start()
 
@@ -479,11 +486,18 @@ class TlsSink:
                 up = cmd.upper()
                 if up.startswith("EHLO"):
                     ext = ["sink.example", "8BITMIME", "SIZE 100000000"]
-                    if self.tls and tls is None:
+                    if (self.tls or self.broken_tls) and tls is None:
                         ext.append("STARTTLS")
                     s.sendall("".join(
                         f"250{'-' if i < len(ext) - 1 else ' '}{e}\r\n"
                         for i, e in enumerate(ext)).encode())
+                elif up == "STARTTLS" and self.broken_tls:
+                    self.starttls_seen += 1
+                    s.sendall(b"220 2.0.0 go ahead\r\n")
+                    s.recv(4096)                # the ClientHello
+                    # alert: fatal, handshake_failure
+                    s.sendall(bytes([21, 3, 3, 0, 2, 2, 40]))
+                    return
                 elif up == "STARTTLS" and self.tls and tls is None:
                     s.sendall(b"220 2.0.0 go ahead\r\n")
                     s = self.ctx.wrap_socket(s, server_side=True)
@@ -562,6 +576,45 @@ def test_outbound_may_without_starttls_goes_in_clear(lab):
         submit_remote(lab)
         assert sink.wait(1), lab.log_tail()
         assert sink.msgs[0]["tls"] is None
+    finally:
+        sink.close()
+
+
+@lab_config(mta={"relayhost": f"[{SINK_IP}]:2530"})
+def test_outbound_may_falls_back_to_clear_after_a_failed_handshake(lab):
+    """tls_policy may: a server that offers STARTTLS and then fails the
+    handshake gets the message at once over a second connection to the
+    same address, in clear (Postfix and KumoMTA do the same: opportunistic
+    TLS must not make mail undeliverable)."""
+    sink = TlsSink(lab, 2530, tls=False, broken_tls=True)
+    try:
+        submit_remote(lab)
+        assert sink.wait(1, timeout=30), lab.log_tail(30)
+        m = sink.msgs[0]
+        assert m["tls"] is None and b"relayed over TLS" in m["data"], m
+        assert sink.starttls_seen == 1 and sink.sessions == 2, \
+            (sink.starttls_seen, sink.sessions)
+        log = lab.log_text()
+        assert "retrying in clear" in log, lab.log_tail(30)
+        assert "status=sent" in log and "status=deferred" not in log, \
+            lab.log_tail(30)
+    finally:
+        sink.close()
+
+
+@lab_config(mta={"relayhost": f"[{SINK_IP}]:2531",
+                 "tls_policy_map": f"{SINK_IP}:encrypt"})
+def test_outbound_encrypt_never_falls_back_to_clear(lab):
+    sink = TlsSink(lab, 2531, tls=False, broken_tls=True)
+    try:
+        submit_remote(lab)
+        sl.wait_for(lambda: sink.starttls_seen >= 1 and
+                    "TLS failed" in lab.log_text(), 30,
+                    what="the failed handshake in the log")
+        time.sleep(1)
+        assert sink.msgs == [] and sink.sessions == 1, \
+            (sink.msgs, sink.sessions)
+        assert "retrying in clear" not in lab.log_text()
     finally:
         sink.close()
 
