@@ -225,32 +225,6 @@ int tsu_put_state(struct spool *sp, const char *qid, uint32_t rcpt,
 	return r.status;
 }
 
-static struct envelope *env_copy(const struct envelope *s)
-{
-	struct envelope *e = envelope_new();
-
-	cr_assert_not_null(e);
-	memcpy(e->qid, s->qid, sizeof(e->qid));
-	envelope_set_str(&e->mail_from, s->mail_from, SIZE_MAX);
-	envelope_set_str(&e->envid, s->envid, SIZE_MAX);
-	envelope_set_str(&e->helo, s->helo, SIZE_MAX);
-	envelope_set_str(&e->client_addr, s->client_addr, SIZE_MAX);
-	e->client_port = s->client_port;
-	e->local_port = s->local_port;
-	e->ret = s->ret;
-	e->body_type = s->body_type;
-	e->smtputf8 = s->smtputf8;
-	e->esmtp = s->esmtp;
-	e->arrival_us = s->arrival_us;
-	e->declared_size = s->declared_size;
-	for (uint32_t i = 0; i < s->nrcpt; i++)
-		envelope_add_rcpt(e, s->rcpt[i].addr, s->rcpt[i].orcpt,
-				  s->rcpt[i].notify);
-	if (s->body_len)
-		envelope_body_append(e, s->body, s->body_len);
-	return e;
-}
-
 static int scan_cb(void *arg, const struct spool_scan_rec *r)
 {
 	struct tsu_scan *s = arg;
@@ -264,7 +238,10 @@ static int scan_cb(void *arg, const struct spool_scan_rec *r)
 		return 0;
 	}
 	s->msgs = realloc(s->msgs, (s->nmsgs + 1) * sizeof(*s->msgs));
-	s->msgs[s->nmsgs++] = env_copy(r->env);
+	cr_assert_not_null(s->msgs);
+	s->msgs[s->nmsgs] = envelope_dup(r->env);
+	cr_assert_not_null(s->msgs[s->nmsgs]);
+	s->nmsgs++;
 	return 0;
 }
 
