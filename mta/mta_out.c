@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "mta/mta_out_int.h"
@@ -95,14 +96,25 @@ void mo_log_rcpt(const struct mta_job_msg *m, const struct mta_job_rcpt *r,
 		     const char *relay)
 {
 	const char *addr = "?";
+	uint64_t now_us, delay_ms = 0;
+	struct timespec ts;
 
+	if (LOG_INFO > log_get_level())
+		return;
 	if (m->env && r->idx < m->env->nrcpt)
 		addr = m->env->rcpt[r->idx].addr;
-	LOG(LOG_INFO, "mta_out: %s: to=<%s>, relay=%s, dsn=%s, status=%s "
-	    "(%s%u %s %s)", m->env ? m->env->qid : "?", addr, relay,
-	    r->reply.enh, status_str(r->status),
-	    r->reply.local ? "local: " : "", r->reply.code, r->reply.enh,
-	    r->reply.text);
+	/* delay= as Postfix's: since the message arrived (wall clock, as
+	 * the envelope's arrival; the vDSO reads it without a syscall) */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	if (m->env && m->env->arrival_us != 0 && now_us > m->env->arrival_us)
+		delay_ms = (now_us - m->env->arrival_us) / 1000u;
+	LOG(LOG_INFO, "mta_out: %s: to=<%s>, relay=%s, delay=%llu.%02llu, "
+	    "dsn=%s, status=%s (%s%u %s %s)", m->env ? m->env->qid : "?", addr,
+	    relay, (unsigned long long)(delay_ms / 1000u),
+	    (unsigned long long)(delay_ms % 1000u / 10u), r->reply.enh,
+	    status_str(r->status), r->reply.local ? "local: " : "",
+	    r->reply.code, r->reply.enh, r->reply.text);
 }
 
 /* ---- the kick list --------------------------------------------------- */
