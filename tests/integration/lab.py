@@ -297,6 +297,10 @@ class Lab:
         self._mac = None
         self._closed = False
         self._ns_created = False
+        # argv words run before the daemon's command line (e.g. `unshare
+        # -m` with a bind mount); each must exec the next, so that Lab.pid
+        # stays the daemon's
+        self.launcher = []
         self.sanitizer = sanitizer_build()
         self.ready_timeout = 90 if self.sanitizer else 30
         self.stop_timeout = 60 if self.sanitizer else 15
@@ -419,7 +423,8 @@ class Lab:
         self.write_config()
         self._log_fh = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            self._nsexec([str(binary), "-c", str(self.conf_path)]),
+            self.launcher + self._nsexec([str(binary), "-c",
+                                          str(self.conf_path)]),
             stdin=subprocess.DEVNULL, stdout=self._log_fh,
             stderr=subprocess.STDOUT, env=self.daemon_env(),
             start_new_session=True)   # Ctrl-C reaches pytest, not the daemon
