@@ -57,6 +57,11 @@ static int config_check(int argc, char **argv)
 		       "error with its line.\n");
 		return 0;
 	}
+	if (argc == 3 && (strcmp(argv[1], "-c") == 0 ||
+			  strcmp(argv[1], "--config") == 0)) {
+		argv++; /* dpmailctl -c FILE config check */
+		argc--;
+	}
 	if (argc > 2) {
 		fprintf(stderr, "dpmailctl: config check takes one file\n");
 		return 2;
@@ -577,8 +582,35 @@ static int spool_dump(int argc, char **argv)
 	return rc;
 }
 
+/* "dpmailctl -s SOCK --json status": the options before the verb move
+ * after it, where every verb parses its options. */
+static void hoist_options(int argc, char **argv)
+{
+	char *opts[8];
+	int i = 1, n;
+
+	while (i < argc && argv[i][0] == '-' && i <= 6) {
+		if ((strcmp(argv[i], "-s") == 0 ||
+		     strcmp(argv[i], "--socket") == 0 ||
+		     strcmp(argv[i], "-c") == 0 ||
+		     strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+			i += 2;
+		else if (strcmp(argv[i], "--json") == 0)
+			i++;
+		else
+			break;
+	}
+	n = i - 1;
+	if (n == 0 || i >= argc)
+		return;
+	memcpy(opts, argv + 1, (size_t)n * sizeof(*argv));
+	memmove(argv + 1, argv + 1 + n, (size_t)(argc - 1 - n) * sizeof(*argv));
+	memcpy(argv + argc - n, opts, (size_t)n * sizeof(*argv));
+}
+
 int main(int argc, char **argv)
 {
+	hoist_options(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
