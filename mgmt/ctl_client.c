@@ -886,11 +886,14 @@ static int do_reload(struct opts *o)
 {
 	if (o->help || o->argc > 0) {
 		printf("Usage: dpmailctl reload [--json]\n"
-		       "Re-read the daemon's config file. A bad file is refused\n"
-		       "(FILE:LINE: reason) and the running config stays. The\n"
-		       "log level applies at once; the routing files are\n"
-		       "checked; other changes are listed as needing a "
-		       "restart.\n");
+		       "Re-read the daemon's config file and the tables it names\n"
+		       "(users, aliases, transport, certificates). A bad file is\n"
+		       "refused (FILE:LINE: reason) and the running config stays.\n"
+		       "A good one applies without dropping a session: the log\n"
+		       "level, [smtp] limits, [policy] and [tls] certificates for\n"
+		       "new sessions, the routing tables and [mta] queue settings\n"
+		       "for messages routed from now on. Changes that need a\n"
+		       "restart (listeners, stack, spool, ...) are listed.\n");
 		return o->help ? EX_OK : EX_USAGE;
 	}
 	return request(o, json_pack("{s:s}", "verb", "reload"), show_reload);
