@@ -67,6 +67,8 @@ void ctlc_usage(FILE *f)
 		"  queue summary         open recipients by domain and age (qshape)\n"
 		"      FILTERS: --domain D --sender S --state deferred|active|held\n"
 		"               --older-than T (seconds, or 30m, 2h, 1d)\n"
+		"               --limit N (messages listed in the reply; 1000,\n"
+		"               0 = all; the count is always whole)\n"
 		"  domain suspend|resume DOMAIN\n"
 		"  log level [LEVEL]     show or set (error warning notice info debug)\n"
 		"  reload                re-read the config file\n"
@@ -678,6 +680,9 @@ static int queue_usage(FILE *f)
 		"<>)\n"
 		"         --state deferred|active|held --older-than T (90, 30m, "
 		"2h, 1d)\n"
+		"--limit N: list at most N messages in the reply (default "
+		"1000, 0 = all);\n"
+		"         the count matched is always the whole.\n"
 		"delete drops messages without a report; bounce sends the "
 		"sender a DSN.\n");
 	return f == stdout ? EX_OK : EX_USAGE;
@@ -761,6 +766,18 @@ static int do_queue(struct opts *o)
 			    strcmp(k, "--state") == 0)) {
 			json_object_set_new(req, k + 2,
 					    json_string(o->argv[++a]));
+		} else if (strcmp(k, "--limit") == 0 && a + 1 < o->argc) {
+			char *end;
+			unsigned long long n = strtoull(o->argv[++a], &end, 10);
+			if (*end != '\0' || o->argv[a][0] == '-' ||
+			    o->argv[a][0] == '\0') {
+				json_decref(req);
+				json_decref(ids);
+				return bad_usage("--limit wants a number (0: "
+						 "all), not '%s'", o->argv[a]);
+			}
+			json_object_set_new(req, "limit",
+					    json_integer((json_int_t)n));
 		} else if (strcmp(k, "--older-than") == 0 && a + 1 < o->argc) {
 			long long s = parse_duration(o->argv[++a]);
 			if (s < 0) {
@@ -798,9 +815,12 @@ static int do_queue(struct opts *o)
 		json_array_foreach(json_object_get(r, "messages"), i, m)
 			print_msg(m, strcmp(op, "show") == 0);
 		if (strcmp(op, "list") == 0)
-			printf("-- %llu message%s\n",
+			printf("-- %llu message%s%s\n",
 			       (unsigned long long)get(r, NULL, "matched"),
-			       get(r, NULL, "matched") == 1 ? "" : "s");
+			       get(r, NULL, "matched") == 1 ? "" : "s",
+			       json_is_true(json_object_get(r, "truncated")) ?
+			       " (the first ones listed; --limit N, 0 for all)"
+			       : "");
 	} else {
 		printf("%s: %llu message%s\n", op,
 		       (unsigned long long)get(r, NULL, "matched"),

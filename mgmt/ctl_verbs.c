@@ -187,9 +187,22 @@ static json_t *msg_json(const struct mta_qctl_msg *m)
 	return o;
 }
 
+/* Messages a queue reply lists unless the request says "limit" (0:
+ * all): the callback runs on the queue manager's thread, and a queue of
+ * millions must neither stall it nor make a reply of gigabytes. */
+#define QUEUE_LIST_DEFAULT 1000
+
+struct collect {
+	json_t *msgs;
+	uint64_t limit;          /* 0: all */
+};
+
 static void collect_msg(void *arg, const struct mta_qctl_msg *m)
 {
-	json_array_append_new(arg, msg_json(m));
+	struct collect *c = arg;
+
+	if (c->limit == 0 || json_array_size(c->msgs) < c->limit)
+		json_array_append_new(c->msgs, msg_json(m));
 }
 
 static const char *const op_names[] = {
@@ -259,7 +272,7 @@ static int queue_op(struct mgmt_view *v, enum mta_qctl_op op,
 	struct mta_qctl_filter f;
 	const char **ids;
 	bool any, all = false;
-	json_t *msgs;
+	struct collect c = { .limit = QUEUE_LIST_DEFAULT };
 	int rc;
 
 	if (v->qmgr == NULL) {
@@ -268,7 +281,8 @@ static int queue_op(struct mgmt_view *v, enum mta_qctl_op op,
 	}
 	if (parse_filter(req, &f, &ids, &any, err, errlen) != 0)
 		return -1;
-	if (ctl_arg_bool(req, "all", &all, err, errlen) < 0) {
+	if (ctl_arg_bool(req, "all", &all, err, errlen) < 0 ||
+	    ctl_arg_uint(req, "limit", &c.limit, err, errlen) < 0) {
 		free(ids);
 		return -1;
 	}
@@ -279,16 +293,18 @@ static int queue_op(struct mgmt_view *v, enum mta_qctl_op op,
 			 "\"all\": true", op_names[op]);
 		return -1;
 	}
-	msgs = json_array();
-	rc = mta_qmgr_ctl(v->qmgr, op, &f, collect_msg, msgs,
+	c.msgs = json_array();
+	rc = mta_qmgr_ctl(v->qmgr, op, &f, collect_msg, &c,
 			  CTL_QMGR_TIMEOUT_MS);
 	free(ids);
 	if (rc < 0) {
-		json_decref(msgs);
+		json_decref(c.msgs);
 		return qctl_error(rc, err, errlen);
 	}
 	json_object_set_new(r, "matched", json_integer(rc));
-	json_object_set_new(r, "messages", msgs);
+	json_object_set_new(r, "truncated", json_boolean(
+		(size_t)rc > json_array_size(c.msgs)));
+	json_object_set_new(r, "messages", c.msgs);
 	if (op != MTA_QCTL_LIST)
 		LOG(LOG_NOTICE, "ctl: queue %s: %d message%s", op_names[op],
 		    rc, rc == 1 ? "" : "s");
