@@ -417,6 +417,11 @@ static void line(const char *name, uint64_t v, uint64_t prev, double dt)
 		printf("  %-28s %14llu\n", name, (unsigned long long)v);
 }
 
+/* the order a connection goes through them (the reply's keys are sorted) */
+static const char *const tcp_states[] = { "listen", "syn_sent",
+	"syn_received", "established", "fin_wait_1", "fin_wait_2",
+	"close_wait", "closing", "last_ack", "time_wait" };
+
 /* one row per listening port; accepted with its rate under --watch */
 static void listeners_table(const json_t *ls, const json_t *prev, double dt)
 {
@@ -475,8 +480,11 @@ static void stats_table(const json_t *r, const json_t *prev, double dt,
 	L("tcp active opens", "stack", "tcp.connects");
 	L("tcp retransmits", "stack", "tcp.retransmits");
 	printf("tcp connections by state\n");
-	json_object_foreach((json_t *)json_object_get(t, "tcp_states"), k, val)
-		line(k, (uint64_t)json_integer_value(val), 0, 0);
+	for (size_t i = 0; i < sizeof(tcp_states) / sizeof(*tcp_states); i++)
+		if (json_object_get(json_object_get(t, "tcp_states"),
+				    tcp_states[i]) != NULL)
+			line(tcp_states[i], get(t, "tcp_states", tcp_states[i]),
+			     0, 0);
 	listeners_table(json_object_get(t, "listeners"), pt ?
 			json_object_get(pt, "listeners") : NULL, dt);
 	printf("drops (non-zero)\n");
