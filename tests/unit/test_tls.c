@@ -521,13 +521,12 @@ static void client_cert_case(enum tls_version v)
 Test(tls, client_cert_tls13) { client_cert_case(TLS_V_DEFAULT); }
 Test(tls, client_cert_tls12) { client_cert_case(TLS_V1_2); }
 
-static void resumption(enum tls_version v, bool tickets)
+/* A server on s1 alone, up to version v, tickets on or off. */
+static struct tls_ctx *s1_ctx(enum tls_version v, bool tickets)
 {
 	struct tls_ctx_conf c;
-	struct tls_ctx *sc, *cc;
+	struct tls_ctx *sc;
 	struct tls_cert_conf cert = { P("s1.pem"), P("s1.key") };
-	struct tls_conn *srv, *cli;
-	struct tls_session *sess;
 	char err[256];
 
 	tls_ctx_conf_defaults(&c);
@@ -536,16 +535,35 @@ static void resumption(enum tls_version v, bool tickets)
 	c.max_version = v;
 	c.session_tickets = tickets;
 	cr_assert_eq(tls_ctx_new(&c, &sc, err, sizeof(err)), 0, "%s", err);
-	cc = client_ctx(TLS_V_DEFAULT, TLS_VERIFY_NONE, NULL, NULL, NULL);
+	return sc;
+}
 
-	srv = tls_conn_new(sc, NULL);
-	cli = tls_conn_new(cc, "mail.example.com");
+/* A first full handshake of cc with sc: the session the client keeps
+ * (NULL without tickets). */
+static struct tls_session *first_session(struct tls_ctx *sc,
+					 struct tls_ctx *cc)
+{
+	struct tls_conn *srv = tls_conn_new(sc, NULL);
+	struct tls_conn *cli = tls_conn_new(cc, "mail.example.com");
+	struct tls_session *sess;
+
 	cr_assert(handshake(cli, srv, 0));
 	exchange_small(srv, cli);
 	sess = tls_conn_session_get(cli);
 	cr_assert_not(tls_conn_session_reused(srv));
 	tls_conn_free(cli);
 	tls_conn_free(srv);
+	return sess;
+}
+
+static void resumption(enum tls_version v, bool tickets)
+{
+	struct tls_ctx *sc = s1_ctx(v, tickets), *cc;
+	struct tls_conn *srv, *cli;
+	struct tls_session *sess;
+
+	cc = client_ctx(TLS_V_DEFAULT, TLS_VERIFY_NONE, NULL, NULL, NULL);
+	sess = first_session(sc, cc);
 	if (tickets)
 		cr_assert_not_null(sess);
 	srv = tls_conn_new(sc, NULL);
@@ -574,27 +592,14 @@ Test(tls, resumption_off_tls12) { resumption(TLS_V1_2, false); }
  * resumes the old one's tickets only once it has its keys. */
 static void reload_resume(bool copy)
 {
-	struct tls_ctx_conf c;
-	struct tls_ctx *old, *new, *cc;
-	struct tls_cert_conf cert = { P("s1.pem"), P("s1.key") };
+	struct tls_ctx *old = s1_ctx(TLS_V_DEFAULT, true);
+	struct tls_ctx *new = s1_ctx(TLS_V_DEFAULT, true), *cc;
 	struct tls_conn *srv, *cli;
 	struct tls_session *sess;
-	char err[256];
 
-	tls_ctx_conf_defaults(&c);
-	c.certs = &cert;
-	c.n_certs = 1;
-	cr_assert_eq(tls_ctx_new(&c, &old, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(tls_ctx_new(&c, &new, err, sizeof(err)), 0, "%s", err);
 	cc = client_ctx(TLS_V_DEFAULT, TLS_VERIFY_NONE, NULL, NULL, NULL);
-	srv = tls_conn_new(old, NULL);
-	cli = tls_conn_new(cc, "mail.example.com");
-	cr_assert(handshake(cli, srv, 0));
-	exchange_small(srv, cli);
-	sess = tls_conn_session_get(cli);
+	sess = first_session(old, cc);
 	cr_assert_not_null(sess);
-	tls_conn_free(cli);
-	tls_conn_free(srv);
 	if (copy)
 		tls_ctx_copy_ticket_keys(new, old);
 	tls_ctx_free(old);
