@@ -19,10 +19,11 @@ namespace on the kernel end of the link.
                   directories in a /tmp dir of its own, no chroot) as a
                   downstream MTA delivering
                   into Maildirs, or as a relay to a sink (the benchmark)
-  maildir_*       reading Maildirs (files in new/ and cur/)
+  maildir_*       reading Maildirs (files in new/ and cur/); wait_files
   parse_dsn       a bounce checked as an RFC 3464 multipart/report
   deliveries      the daemon's per-attempt log lines (Postfix style)
-  send_one / send_many   clients that record each message's queue ID
+  send_one / send_many   clients that record each message's queue ID;
+                  send: one message that must be taken
 
 Owns: what it starts (dnsmasq, sinks, Postfix in the lab namespace) and
 the files under the directory it is given; `MtaWorld.close` stops them.
@@ -652,6 +653,19 @@ def maildir_count(md):
     return n
 
 
+def wait_files(md, n, timeout, what=None):
+    """The messages of Maildir `md` once it holds at least `n`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = maildir_count(md)
+        if got >= n:
+            return maildir_messages(md)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or md}: {got} messages after "
+                                 f"{timeout}s, expected {n}")
+        time.sleep(0.1)
+
+
 def maildir_messages(md):
     """[bytes] of every message in one Maildir."""
     return [p.read_bytes() for p in maildir_files(md)]
@@ -898,6 +912,16 @@ def send_one(ns, sender, rcpts, data, host=DAEMON_IP, port=25, params="",
         fin = c.data(data)
         c.send(b"QUIT\r\n")
         return (fin.qid if fin.code == 250 else None), rr, fin
+
+
+def send(w, rcpts, data, sender="alice@dpmail.test", params="",
+         rcpt_params=""):
+    """One message to the daemon of MtaWorld `w` (send_one); asserts it
+    was taken (250 with a queue ID). Returns the queue ID."""
+    qid, rr, fin = send_one(w.lab.ns, sender, rcpts, data, params=params,
+                            rcpt_params=rcpt_params)
+    assert fin is not None and fin.code == 250 and qid, (rr, fin)
+    return qid
 
 
 async def _send_session(ns, host, port, work, results, timeout):

@@ -131,28 +131,8 @@ def mta_lab(request, pmd, tmp_path, lab_preflight):
 
 # ---------------------------------------------------------------- helpers
 
-def send(w, rcpts, data, sender=SENDER, params="", rcpt_params=""):
-    """One message to the daemon; asserts it was taken. Returns the qid."""
-    qid, rr, fin = ml.send_one(w.lab.ns, sender, rcpts, data, params=params,
-                               rcpt_params=rcpt_params)
-    assert fin is not None and fin.code == 250 and qid, (rr, fin)
-    return qid
-
-
 def mbox(w, user, domain=None):
     return ml.mailbox_path(w.mail_dir, user, domain)
-
-
-def wait_files(md, n, timeout, what=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = ml.maildir_count(md)
-        if got >= n:
-            return ml.maildir_messages(md)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what or md}: {got} messages after "
-                                 f"{timeout}s, expected {n}")
-        time.sleep(0.1)
 
 
 def check_relayed(msg, qid, data, sender=SENDER):
@@ -183,7 +163,7 @@ def bounces(w, user="alice", n=1, timeout=60):
     """The first `n` messages in a local user's Maildir, as
     (return_path, delivered_to, parsed DSN, raw spooled part)."""
     out = []
-    for raw in wait_files(mbox(w, user), n, timeout, f"bounce to {user}"):
+    for raw in ml.wait_files(mbox(w, user), n, timeout, f"bounce to {user}"):
         rp, dt, spooled = ml.split_delivered(raw)
         out.append((rp, dt, ml.parse_dsn(spooled), spooled))
     return out
@@ -330,7 +310,7 @@ def test_mx_routing_several_domains(mta_lab):
     sent = {}
     for i, (rcpt, ip) in enumerate(want.items()):
         data = ml.message(f"route{i}", to=rcpt)
-        sent[rcpt] = (send(w, [rcpt], data), data)
+        sent[rcpt] = (ml.send(w, [rcpt], data), data)
     for ip, s in sinks.items():
         n = sum(1 for v in want.values() if v == ip)
         s.wait_count(n, 60)
@@ -366,7 +346,7 @@ def test_mx_fallback_second_mx(mta_lab, first):
     rcpt = f"user@{first}.test"
     data = ml.message(f"fb-{first}", to=rcpt)
     t0 = time.monotonic()
-    qid = send(w, [rcpt], data)
+    qid = ml.send(w, [rcpt], data)
     m = s2.wait_count(1, 45)[0]
     took = time.monotonic() - t0
     check_relayed(m, qid, data)
@@ -382,8 +362,9 @@ def test_null_mx_and_nxdomain_bounce(mta_lab):
     exist bounce (5.x.x) to the local sender, without any connection."""
     w = mta_lab()
     sinks = [w.minisink(ip) for ip in (MX1, MX2, MXB, MXC)]
-    q1 = send(w, ["n@nullmx.test"], ml.message("nullmx", to="n@nullmx.test"))
-    q2 = send(w, ["n@nx.test"], ml.message("nxd", to="n@nx.test"))
+    q1 = ml.send(w, ["n@nullmx.test"],
+                 ml.message("nullmx", to="n@nullmx.test"))
+    q2 = ml.send(w, ["n@nx.test"], ml.message("nxd", to="n@nx.test"))
     got = bounces(w, n=2, timeout=60)
     by = {}
     for rp, dt, dsn, _ in got:
@@ -414,7 +395,7 @@ def test_postfix_downstream_byte_identical(mta_lab):
     for i, size in enumerate((700, 20000, 300000)):
         rcpt = f"u{1 + i % 2}@pf.test"
         data = ml.message(f"pf{i}", to=rcpt, size=size)
-        sent.append((rcpt, send(w, [rcpt], data), data))
+        sent.append((rcpt, ml.send(w, [rcpt], data), data))
     pf.wait_delivered(len(sent), 90)
     files = {}
     for u in ("u1@pf.test", "u2@pf.test"):
@@ -464,7 +445,7 @@ def test_downstream_down_then_up(mta_lab):
     sent = []
     for i in range(3):
         data = ml.message(f"defer{i}", to=f"d{i}@c.test")
-        sent.append((f"d{i}@c.test", send(w, [f"d{i}@c.test"], data), data))
+        sent.append((f"d{i}@c.test", ml.send(w, [f"d{i}@c.test"], data), data))
     seen = []
     _deferred_times(w, "d0@c.test", seen, lambda: len(seen) >= 4)
     assert len(seen) >= 4, \
@@ -508,7 +489,7 @@ def test_deferred_survive_restart(mta_lab):
     sent = []
     for i in range(5):
         data = ml.message(f"rs{i}", to=f"r{i}@c.test")
-        sent.append((f"r{i}@c.test", send(w, [f"r{i}@c.test"], data), data))
+        sent.append((f"r{i}@c.test", ml.send(w, [f"r{i}@c.test"], data), data))
     ml.wait_deliveries(w.lab, lambda d: {x["to"] for x in d
                                          if x["status"] == "deferred"}
                        >= {r for r, _, _ in sent}, 30, "all deferred")
@@ -537,7 +518,7 @@ def test_partial_550_bounce_to_local_sender(mta_lab):
     s = w.minisink(MX1)
     s.rcpt_replies["bad@a.test"] = "550 5.1.1 <bad@a.test>: no such user"
     data = ml.message("partial", to="good@a.test")
-    qid = send(w, ["good@a.test", "bad@a.test"], data)
+    qid = ml.send(w, ["good@a.test", "bad@a.test"], data)
     m = s.wait_count(1, 30)[0]
     assert m["rcpts"] == ["good@a.test"]
     check_relayed(m, qid, data)
@@ -571,7 +552,7 @@ def test_delay_dsn_then_delivered(mta_lab):
     w = mta_lab(retry_first_s=1, retry_max_s=2, delay_warning_s=2)
     s = w.minisink(MXC, start=False)
     data = ml.message("delay", to="dl@c.test")
-    qid = send(w, ["dl@c.test"], data, rcpt_params="NOTIFY=DELAY,FAILURE")
+    qid = ml.send(w, ["dl@c.test"], data, rcpt_params="NOTIFY=DELAY,FAILURE")
     (rp, dt, dsn, _), = bounces(w, n=1, timeout=30)
     assert rp == "" and dt.lower() == SENDER, (rp, dt)
     b = rcpt_block(dsn, "dl@c.test")
@@ -734,7 +715,7 @@ def test_mail_loop_bounces_546(mta_lab):
             f"Thu, 26 Nov 2026 10:00:{i % 60:02d} +0000" for i in range(50)]
     data = b"".join(h.encode() + b"\r\n" for h in hops) + \
         ml.message("loop", to="x@a.test")
-    qid = send(w, ["x@a.test"], data)
+    qid = ml.send(w, ["x@a.test"], data)
     (rp, dt, dsn, _), = bounces(w, n=1, timeout=60)
     b = rcpt_block(dsn, "x@a.test")
     assert b["action"] == "failed" and b["status"] == "5.4.6", b
@@ -765,8 +746,8 @@ def test_transport_map(mta_lab):
     other = w.minisink(MXB, 25)
     d1 = ml.message("tm1", to="t@tm.test")
     d2 = ml.message("tm2", to="t@deep.sub.tm.test")
-    q1 = send(w, ["t@tm.test"], d1)
-    q2 = send(w, ["t@deep.sub.tm.test"], d2)
+    q1 = ml.send(w, ["t@tm.test"], d1)
+    q2 = ml.send(w, ["t@deep.sub.tm.test"], d2)
     msgs = s.wait_count(2, 30)
     by = {m["rcpts"][0]: m for m in msgs}
     check_relayed(by["t@tm.test"], q1, d1)
@@ -794,14 +775,14 @@ def test_relayhost(mta_lab):
     d1 = ml.message("rh1", to="x@a.test")
     d2 = ml.message("rh2", to="y@b.test")
     d3 = ml.message("rh3", to="bob@dpmail.test")
-    q1 = send(w, ["x@a.test"], d1)
-    q2 = send(w, ["y@b.test"], d2)
-    send(w, ["bob@dpmail.test"], d3)
+    q1 = ml.send(w, ["x@a.test"], d1)
+    q2 = ml.send(w, ["y@b.test"], d2)
+    ml.send(w, ["bob@dpmail.test"], d3)
     msgs = rh.wait_count(2, 30)
     by = {m["rcpts"][0]: m for m in msgs}
     check_relayed(by["x@a.test"], q1, d1)
     check_relayed(by["y@b.test"], q2, d2)
-    (raw,) = wait_files(mbox(w, "bob"), 1, 30)
+    (raw,) = ml.wait_files(mbox(w, "bob"), 1, 30)
     assert sc.strip_received(ml.split_delivered(raw)[2]) == d3
     assert mx.sessions == 0
 
@@ -816,9 +797,9 @@ def test_aliases_detail_catchall_unknown(mta_lab):
                          "@catch.test": ["carol"]})
     sb = w.minisink(MXB)
     d1 = ml.message("alias", to="team@dpmail.test")
-    q1 = send(w, ["team@dpmail.test"], d1)
+    q1 = ml.send(w, ["team@dpmail.test"], d1)
     for u in ("bob", "carol"):
-        (raw,) = wait_files(mbox(w, u), 1, 30, u)
+        (raw,) = ml.wait_files(mbox(w, u), 1, 30, u)
         rp, dt, spooled = ml.split_delivered(raw)
         assert rp == SENDER and sc.strip_received(spooled) == d1, u
         assert ml.received_qid(spooled) == q1
@@ -826,14 +807,14 @@ def test_aliases_detail_catchall_unknown(mta_lab):
     assert m["rcpts"] == ["ext@b.test"]
     check_relayed(m, q1, d1)
     d2 = ml.message("detail", to="alice+news@dpmail.test")
-    send(w, ["alice+news@dpmail.test"], d2)
-    (raw,) = wait_files(mbox(w, "alice"), 1, 30, "alice (+detail)")
+    ml.send(w, ["alice+news@dpmail.test"], d2)
+    (raw,) = ml.wait_files(mbox(w, "alice"), 1, 30, "alice (+detail)")
     rp, dt, spooled = ml.split_delivered(raw)
     assert sc.strip_received(spooled) == d2
     assert dt.lower() in ("alice+news@dpmail.test", "alice@dpmail.test"), dt
     d3 = ml.message("catch", to="whoever@catch.test")
-    send(w, ["whoever@catch.test"], d3)
-    raws = wait_files(mbox(w, "carol"), 2, 30, "carol (catch-all)")
+    ml.send(w, ["whoever@catch.test"], d3)
+    raws = ml.wait_files(mbox(w, "carol"), 2, 30, "carol (catch-all)")
     assert any(sc.strip_received(ml.split_delivered(r)[2]) == d3
                for r in raws)
     qid, rr, fin = ml.send_one(w.lab.ns, SENDER, ["nobody@dpmail.test"],
@@ -850,7 +831,7 @@ def test_queue_lifetime_expiry(mta_lab):
     w = mta_lab(retry_first_s=1, retry_max_s=1, queue_lifetime_s=4)
     data = ml.message("expire", to="e@c.test")
     t0 = time.monotonic()
-    qid = send(w, ["e@c.test"], data)
+    qid = ml.send(w, ["e@c.test"], data)
     (rp, dt, dsn, _), = bounces(w, n=1, timeout=60)
     took = time.monotonic() - t0
     b = rcpt_block(dsn, "e@c.test")
@@ -871,11 +852,11 @@ def test_null_sender_failure_double_bounce(mta_lab):
     s = w.minisink(MX1)
     s.rcpt_replies["bad@a.test"] = "550 5.1.1 no such user"
     data = ml.message("nullsender", sender="", to="bad@a.test")
-    qid = send(w, ["bad@a.test"], data, sender="")
+    qid = ml.send(w, ["bad@a.test"], data, sender="")
     ml.wait_deliveries(w.lab, lambda d: any(
         x["qid"] == qid and x["status"] == "bounced" for x in d), 30,
         "the bounce of the <> message")
-    raws = wait_files(mbox(w, "postmaster"), 1, 30, "double bounce")
+    raws = ml.wait_files(mbox(w, "postmaster"), 1, 30, "double bounce")
     rp, dt, spooled = ml.split_delivered(raws[0])
     assert rp == "" and dt.lower().startswith("postmaster@"), (rp, dt)
     dsn = ml.parse_dsn(spooled)
