@@ -126,9 +126,10 @@ def mta_config(workdir, users=("alice", "bob", "carol"),
 
 def mailbox_path(mail_dir, user, domain=None):
     """A local user's Maildir: DIR/<user>/ for users listed by name,
-    DIR/<domain>/<user>/ for users listed as user@domain."""
+    DIR/@<domain>/<user>/ for users listed as user@domain
+    (docs/config.md, [mailbox])."""
     if domain:
-        return Path(mail_dir) / domain / user
+        return Path(mail_dir) / f"@{domain}" / user
     return Path(mail_dir) / user
 
 

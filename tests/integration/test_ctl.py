@@ -24,6 +24,7 @@ import pytest
 
 import lab as labmod
 import mtalab as ml
+import smtpclient as sc
 import smtplab as sl
 
 pytestmark = [pytest.mark.netns]
@@ -103,7 +104,8 @@ def scrape(lab):
 @pytest.fixture
 def ctl_lab(request, pmd, tmp_path, lab_preflight):
     """mtalab's MTA settings (users alice, bob, carol) plus `extra`
-    config; returns the MtaWorld (.lab is the Lab)."""
+    config; returns the MtaWorld (.lab is the Lab, .conf_dir holds the
+    users, aliases and transport files)."""
     made = []
 
     def make(extra=None, **kw):
@@ -117,6 +119,7 @@ def ctl_lab(request, pmd, tmp_path, lab_preflight):
         except labmod.LabError as e:
             pytest.fail(f"lab start ({pmd}): {e}", pytrace=False)
         world.mail_dir = Path(conf["mailbox"]["dir"])
+        world.conf_dir = tmp_path / "conf"   # users, aliases, transport
         sl.wait_reachable(lb)
         return world
 
@@ -331,11 +334,49 @@ def test_queue_verbs_on_a_deferred_queue(ctl_lab):
     assert sink.count() == 6        # the deleted one never went out
 
 
+def conf_with(text, *changes):
+    """Config text with (section, key, value) changes applied."""
+    for sec, key, val in changes:
+        text = labmod.set_ini(text, sec, key, val)
+    return text
+
+
+def reload_ok(lb, text):
+    """Write `text` as the daemon's config and reload: the JSON reply."""
+    lb.conf_path.write_text(text)
+    return ctlj(lb, "reload")
+
+
+def reload_refused(lb, text):
+    """Write `text` and reload: refused (exit 1); dpmailctl's stderr."""
+    lb.conf_path.write_text(text)
+    r = ctl(lb, "reload", check=False)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout.strip() == "", r.stdout
+    return r.stderr
+
+
+def ehlo_size(reply):
+    """The SIZE an EHLO reply advertises (None: no SIZE)."""
+    for line in reply.lines:
+        m = re.fullmatch(r"SIZE(?: (\d+))?", line.strip(), re.I)
+        if m:
+            return int(m.group(1)) if m.group(1) else 0
+    return None
+
+
+def rcpt_replies(c, addrs):
+    """RCPT TO for each address, pipelined (RFC 2920); the replies."""
+    c.send("".join(f"RCPT TO:<{a}>\r\n" for a in addrs))
+    return [c.reply() for _ in addrs]
+
+
 @pytest.mark.pmds("tap")
 def test_reload_good_and_bad(ctl_lab):
     """A bad file is refused with file:line:reason and the daemon goes on;
-    a good one applies the log level at once and lists what needs a
-    restart; sessions running meanwhile are not dropped."""
+    a good one applies the log level and the [smtp] limits at once (no
+    restart needed for them); sessions running meanwhile are not
+    dropped."""
     w = ctl_lab()
     lb = w.lab
     good = lb.conf_path.read_text()
@@ -357,8 +398,8 @@ def test_reload_good_and_bad(ctl_lab):
     text = labmod.set_ini(text, "smtp", "max_recipients", "200")
     lb.conf_path.write_text(text)
     r = ctlj(lb, "reload")
-    assert "log.level" in r["applied"]
-    assert "smtp" in r["restart_needed"]
+    assert "log.level" in r["applied"] and "smtp" in r["applied"], r
+    assert r["restart_needed"] == [], r
     assert ctlj(lb, "log", "level")["level"] == "debug"
     t.join(120)
     assert len([k for k, v in results.items() if v[1] == 250]) == 400, \
@@ -366,6 +407,272 @@ def test_reload_good_and_bad(ctl_lab):
     assert ctlj(lb, "stats")["total"]["smtp"]["messages_queued"] == 400
     lb.conf_path.write_text(good)
     assert "log.level" in ctlj(lb, "reload")["applied"]
+
+
+@pytest.mark.pmds("tap")
+def test_reload_limits_under_load(ctl_lab):
+    """[smtp] max_message_size 200,000 -> 100,000 and max_recipients
+    200 -> 100, reloaded while 16 sessions send 800 messages: every
+    message gets 250 (no session dropped). A session opened before the
+    reload keeps its limits (SIZE 200000 in EHLO, a 150 KB message to 150
+    recipients taken); a new one sees SIZE 100000, gets 552 5.3.4 for the
+    same message (at MAIL with SIZE=, or at the end of DATA without) and
+    452 4.5.3 for the 101st recipient."""
+    w = ctl_lab(extra={"smtp": {"max_message_size": 200000,
+                                "max_recipients": 200}})
+    lb = w.lab
+    big = ml.message("big0", to="bob@dpmail.test", size=150000)
+    many = [f"bob+{i}@dpmail.test" for i in range(150)]
+    old = sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30)
+    try:
+        e = old.ehlo()
+        assert e.code == 250 and ehlo_size(e) == 200000, e
+
+        n = 800
+        results = {}
+
+        def load():
+            results.update(ml.send_many(lb.ns, items(n, "L"), sessions=16,
+                                        per_conn=50))
+        t = threading.Thread(target=load)
+        t.start()
+        wait(lambda: ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
+             >= 20, 60, "20 messages of the load accepted")
+        r = reload_ok(lb, conf_with(lb.conf_path.read_text(),
+                                    ("smtp", "max_message_size", "100000"),
+                                    ("smtp", "max_recipients", "100")))
+        during = ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
+        assert "smtp" in r["applied"] and r["restart_needed"] == [], r
+        t.join(180)
+        assert not t.is_alive()
+        bad = {k: v for k, v in results.items() if v[1] != 250}
+        assert len(results) == n and not bad, \
+            f"{len(bad)} of {n} not taken: {list(bad.items())[:5]}"
+        # the reload came while the load ran, not after it
+        assert during < n, f"the load was over ({during}) at the reload"
+
+        # the session from before the reload: its old limits
+        e = old.ehlo()
+        assert e.code == 250 and ehlo_size(e) == 200000, e
+        assert old.cmd(f"MAIL FROM:<{SENDER}> SIZE={len(big)}").code == 250
+        rr = rcpt_replies(old, many)
+        assert all(x.code == 250 for x in rr), [x for x in rr
+                                                if x.code != 250][:3]
+        fin = old.data(big)
+        assert fin.code == 250 and fin.qid, fin
+        assert old.cmd("QUIT").code == 221
+    finally:
+        old.close()
+
+    # new sessions: the new limits
+    with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
+        e = c.ehlo()
+        assert e.code == 250 and ehlo_size(e) == 100000, e
+        r = c.cmd(f"MAIL FROM:<{SENDER}> SIZE={len(big)}")
+        assert r.code == 552 and "5.3.4" in r.text, r
+        assert c.cmd(f"MAIL FROM:<{SENDER}>").code == 250
+        assert c.cmd("RCPT TO:<bob@dpmail.test>").code == 250
+        fin = c.data(big)
+        assert fin.code == 552 and "5.3.4" in fin.text, fin
+        assert c.cmd("RSET").code == 250
+        assert c.cmd(f"MAIL FROM:<{SENDER}>").code == 250
+        rr = rcpt_replies(c, many[:101])
+        assert all(x.code == 250 for x in rr[:100]), [
+            x for x in rr[:100] if x.code != 250][:3]
+        assert rr[100].code == 452 and "4.5.3" in rr[100].text, rr[100]
+        fin = c.data(ml.message("hundred", to="bob@dpmail.test"))
+        assert fin.code == 250, fin     # the 100 it took
+    s = ctlj(lb, "stats")["total"]["smtp"]
+    assert s["messages_queued"] == n + 2, s
+    print(f"\nreload under load: {during} of {n} messages accepted when "
+          f"the reload returned; all {n} got 250")
+
+
+@pytest.mark.pmds("tap")
+def test_reload_routing_tables(ctl_lab):
+    """Users, aliases, local domains and the transport map reloaded:
+    before, dave, team@ and erin@new.test are refused and t1.test goes to
+    sink A; after (bob removed, dave and erin@new.test added, team ->
+    carol, dave; t1.test -> sink B), bob gets 550 5.1.1, the new
+    addresses land in the right Maildirs, and t1.test mail goes to sink
+    B. The client is not trusted: new.test is accepted only as a local
+    domain."""
+    sink_a, sink_b = ml.SINK_IPS[0], ml.SINK_IPS[1]
+    w = ctl_lab(trusted_networks="", relay_domains="t1.test",
+                aliases={"postmaster": "alice"},
+                transport={"t1.test": f"[{sink_a}]:{SINK_PORT}"})
+    lb = w.lab
+    sa = w.minisink(sink_a, port=SINK_PORT)
+    sb = w.minisink(sink_b, port=SINK_PORT)
+
+    def rcpt(addr):
+        with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
+            c.ehlo()
+            assert c.cmd(f"MAIL FROM:<{SENDER}>").code == 250
+            return c.cmd(f"RCPT TO:<{addr}>")
+
+    for a in ("dave@dpmail.test", "team@dpmail.test"):
+        r = rcpt(a)
+        assert r.code == 550 and "5.1.1" in r.text, (a, r)
+    r = rcpt("erin@new.test")
+    assert r.code // 100 == 5 and "5.7.1" in r.text, r
+    assert rcpt("bob@dpmail.test").code == 250
+    d0 = ml.message("t1a", to="x@t1.test")
+    q0 = ml.send(w, ["x@t1.test"], d0)
+    m = sa.wait_count(1, 30)[0]
+    assert m["rcpts"] == ["x@t1.test"] and ml.received_qid(m["data"]) == q0
+
+    (w.conf_dir / "users").write_text("alice\ncarol\ndave\nerin@new.test\n")
+    (w.conf_dir / "aliases").write_text("postmaster: alice\n"
+                                        "team: carol, dave\n")
+    (w.conf_dir / "transport").write_text(
+        f"t1.test [{sink_b}]:{SINK_PORT}\n")
+    r = reload_ok(lb, conf_with(lb.conf_path.read_text(),
+                                ("policy", "local_domains",
+                                 "dpmail.test, new.test")))
+    assert "policy" in r["applied"] and "routing" in r["applied"], r
+    assert r["restart_needed"] == [], r
+
+    r = rcpt("bob@dpmail.test")
+    assert r.code == 550 and "5.1.1" in r.text, r
+    d1 = ml.message("dave1", to="dave@dpmail.test")
+    q1 = ml.send(w, ["dave@dpmail.test"], d1)
+    d2 = ml.message("team2", to="team@dpmail.test")
+    q2 = ml.send(w, ["team@dpmail.test"], d2)
+    d3 = ml.message("erin3", to="erin@new.test")
+    q3 = ml.send(w, ["erin@new.test"], d3)
+    d4 = ml.message("t1b", to="y@t1.test")
+    q4 = ml.send(w, ["y@t1.test"], d4)
+
+    def landed(md, n, what):
+        return {ml.received_qid(ml.split_delivered(x)[2]): x
+                for x in ml.wait_files(md, n, 30, what)}
+    assert set(landed(ml.mailbox_path(w.mail_dir, "dave"), 2,
+                      "dave: his own and team's")) == {q1, q2}
+    assert set(landed(ml.mailbox_path(w.mail_dir, "carol"), 1,
+                      "carol: team's")) == {q2}
+    got = landed(ml.mailbox_path(w.mail_dir, "erin", "new.test"), 1,
+                 "erin@new.test")
+    assert set(got) == {q3}
+    assert sc.strip_received(ml.split_delivered(got[q3])[2]) == d3
+    m = sb.wait_count(1, 30)[0]
+    assert m["rcpts"] == ["y@t1.test"] and ml.received_qid(m["data"]) == q4
+    assert sc.strip_received(m["data"]) == d4
+    time.sleep(1)
+    assert sa.count() == 1 and sb.count() == 1
+    assert ml.maildir_count(ml.mailbox_path(w.mail_dir, "bob")) == 0
+
+
+@pytest.mark.pmds("tap")
+def test_reload_bad_routing_refused(ctl_lab):
+    """A reload whose tables do not load (an aliases line without a
+    colon, a missing aliases file, a users file with a bad name) is
+    refused with the file, line and reason; nothing of it applies (not
+    the tables, not the [smtp] limit changed with them), and the old
+    routing goes on working."""
+    w = ctl_lab(aliases={"postmaster": "alice", "team": "bob"})
+    lb = w.lab
+    good = lb.conf_path.read_text()
+    af = w.conf_dir / "aliases"
+    old_aliases = af.read_text()
+    with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
+        size0 = ehlo_size(c.ehlo())
+    assert size0 and size0 != 100000
+
+    af.write_text("postmaster: alice\nsales carol\nteam: bob, carol\n")
+    err = reload_refused(lb, conf_with(good, ("smtp", "max_message_size",
+                                              "100000")))
+    assert f"{af}:2:" in err, err
+    af.write_text(old_aliases)
+    gone = w.conf_dir / "no-such-aliases"
+    err = reload_refused(lb, conf_with(good, ("mta", "aliases_file",
+                                              str(gone))))
+    assert str(gone) in err and "No such file" in err, err
+    uf = w.conf_dir / "users"
+    uf.write_text("alice\nbob\nbad user\ncarol\n")
+    err = reload_refused(lb, good)
+    assert f"{uf}:3:" in err, err
+    uf.write_text("alice\nbob\ncarol\n")
+    assert "reload refused" in lb.log_text()
+
+    # as before: team -> bob only, SIZE unchanged, sales unknown
+    with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
+        assert ehlo_size(c.ehlo()) == size0
+        assert c.cmd(f"MAIL FROM:<{SENDER}>").code == 250
+        r = c.cmd("RCPT TO:<sales@dpmail.test>")
+        assert r.code == 550 and "5.1.1" in r.text, r
+    d = ml.message("team0", to="team@dpmail.test")
+    q = ml.send(w, ["team@dpmail.test"], d)
+    (raw,) = ml.wait_files(ml.mailbox_path(w.mail_dir, "bob"), 1, 30, "bob")
+    assert ml.received_qid(ml.split_delivered(raw)[2]) == q
+    time.sleep(0.5)
+    assert ml.maildir_count(ml.mailbox_path(w.mail_dir, "carol")) == 0
+    # and a good file still reloads afterwards
+    lb.conf_path.write_text(good)
+    assert ctlj(lb, "reload")["ok"]
+
+
+@pytest.mark.pmds("tap")
+def test_reload_reply_and_queue_settings(ctl_lab):
+    """reload --json: exactly ok, config, applied, restart_needed; an
+    unchanged file applies no limits, queue settings or log level and
+    needs no restart; [mta] hold = yes applies live (new mail stays in
+    the queue, "queue" applied) and hold = no delivers it; a changed
+    listener and [tcp] are named as needing a restart; the table output
+    says the same."""
+    w = ctl_lab()
+    lb = w.lab
+    good = lb.conf_path.read_text()
+    r = reload_ok(lb, good)
+    assert set(r) == {"ok", "config", "applied", "restart_needed"}, r
+    assert r["ok"] is True and r["config"] == str(lb.conf_path)
+    assert isinstance(r["applied"], list) and isinstance(
+        r["restart_needed"], list), r
+    assert not {"log.level", "smtp", "queue"} & set(r["applied"]), r
+    assert r["restart_needed"] == [], r
+
+    held = conf_with(good, ("mta", "hold", "yes"))
+    r = reload_ok(lb, held)
+    assert "queue" in r["applied"] and r["restart_needed"] == [], r
+    assert "smtp" not in r["applied"] and "log.level" not in r["applied"]
+    qs = [ml.send(w, ["bob@dpmail.test"], ml.message(f"h{i}",
+                                                     to="bob@dpmail.test"))
+          for i in range(3)]
+    time.sleep(2)
+    assert ml.maildir_count(ml.mailbox_path(w.mail_dir, "bob")) == 0
+    assert ctlj(lb, "stats")["qmgr"]["delivered_local"] == 0
+    r = reload_ok(lb, good)
+    assert "queue" in r["applied"], r
+    raws = ml.wait_files(ml.mailbox_path(w.mail_dir, "bob"), 3, 30,
+                         "the held messages after hold = no")
+    assert {ml.received_qid(ml.split_delivered(x)[2]) for x in raws} == \
+        set(qs)
+
+    # what needs a restart, named; the live part still applies
+    r = reload_ok(lb, conf_with(good, ("smtp", "listen", "25, 2525"),
+                                ("tcp", "msl_ms", "2000"),
+                                ("smtp", "max_errors", "7")))
+    assert "net/stack/tcp" in r["restart_needed"], r
+    assert any(x.startswith("smtp") for x in r["restart_needed"]), r
+    assert "smtp" in r["applied"], r
+    lb.conf_path.write_text(conf_with(good, ("smtp", "listen", "25, 2525"),
+                                      ("tcp", "msl_ms", "2000"),
+                                      ("smtp", "max_errors", "8")))
+    human = ctl(lb, "reload").stdout
+    lines = human.splitlines()
+    assert lines[0] == f"reloaded {lb.conf_path}", human
+    assert any(l.startswith("applied:") and " smtp" in l for l in lines), \
+        human
+    assert any(l.startswith("restart needed:") and "net/stack/tcp" in l
+               for l in lines), human
+    # the listener did not move: 25 answers, 2525 does not
+    with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
+        assert c.greeting.code == 220
+    with pytest.raises(OSError):
+        sc.Conn(lb.ns, ml.DAEMON_IP, 2525, timeout=5)
+    lb.conf_path.write_text(good)
+    r = ctlj(lb, "reload")
+    assert r["restart_needed"] == [], r
 
 
 @pytest.mark.pmds("tap")
