@@ -494,6 +494,16 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+def _main_cf_set(text, key, value):
+    """main.cf text with `key = value` in place of the key's line, or
+    added at the end (one line a key: no "overriding earlier entry")."""
+    line = f"{key} = {value}"
+    pat = re.compile(rf"^{re.escape(key)}\s*=.*$", re.M)
+    if pat.search(text):
+        return pat.sub(lambda m: line, text, count=1)
+    return text + line + "\n"
+
+
 class Postfix:
     """A private Postfix (config_directory DIR/etc, queue DIR/queue, data
     DIR/data, log DIR/postfix.log), smtpd on ip:port, no chroot, started
@@ -502,7 +512,9 @@ class Postfix:
     Delivery: `domains` are virtual mailbox domains; each of `users`
     ("u@domain") gets a Maildir DIR/mail/<domain>/<u>/ (owned by
     nobody). `relayhost` ("[ip]:port") sends everything else there
-    (mynetworks may relay). `main` adds or overrides main.cf lines.
+    (mynetworks may relay). `main` {key: value} replaces main.cf lines
+    or adds them (bench/accept/baselines.py makes it a discarding relay
+    on 127.0.0.1 this way).
     Postfix fsyncs each queue file before its 250 (default)."""
 
     def __init__(self, runner, workdir, ip, port=25, domains=("pf.test",),
@@ -542,7 +554,7 @@ class Postfix:
         if relayhost:
             text += f"relayhost = {relayhost}\n"
         for k, v in (main or {}).items():
-            text += f"{k} = {v}\n"
+            text = _main_cf_set(text, k, v)
         (self.etc / "main.cf").write_text(text)
         (self.etc / "master.cf").write_text(
             POSTFIX_MASTER.format(ip=ip, port=port))
