@@ -490,13 +490,14 @@ def test_reload_limits_under_load(ctl_lab):
 
 @pytest.mark.pmds("tap")
 def test_reload_routing_tables(ctl_lab):
-    """Users, aliases, local domains and the transport map reloaded:
-    before, dave, team@ and erin@new.test are refused and t1.test goes to
-    sink A; after (bob removed, dave and erin@new.test added, team ->
-    carol, dave; t1.test -> sink B), bob gets 550 5.1.1, the new
-    addresses land in the right Maildirs, and t1.test mail goes to sink
-    B. The client is not trusted: new.test is accepted only as a local
-    domain."""
+    """Users, aliases, local domains, trusted networks, the transport
+    map and the relay host reloaded: before, dave, team@, erin@new.test
+    and z@far.test (the client is not trusted) are refused and t1.test
+    goes to sink A; after (bob removed, dave and erin@new.test added,
+    team -> carol, dave; new.test local; the client trusted; t1.test and
+    the relay host -> sink B), bob gets 550 5.1.1, the new addresses land
+    in the right Maildirs (erin's in new.test's, not relayed), and
+    t1.test and far.test mail goes to sink B."""
     sink_a, sink_b = ml.SINK_IPS[0], ml.SINK_IPS[1]
     w = ctl_lab(trusted_networks="", relay_domains="t1.test",
                 aliases={"postmaster": "alice"},
@@ -514,8 +515,9 @@ def test_reload_routing_tables(ctl_lab):
     for a in ("dave@dpmail.test", "team@dpmail.test"):
         r = rcpt(a)
         assert r.code == 550 and "5.1.1" in r.text, (a, r)
-    r = rcpt("erin@new.test")
-    assert r.code // 100 == 5 and "5.7.1" in r.text, r
+    for a in ("erin@new.test", "z@far.test"):
+        r = rcpt(a)
+        assert r.code // 100 == 5 and "5.7.1" in r.text, (a, r)
     assert rcpt("bob@dpmail.test").code == 250
     d0 = ml.message("t1a", to="x@t1.test")
     q0 = ml.send(w, ["x@t1.test"], d0)
@@ -529,7 +531,11 @@ def test_reload_routing_tables(ctl_lab):
         f"t1.test [{sink_b}]:{SINK_PORT}\n")
     r = reload_ok(lb, conf_with(lb.conf_path.read_text(),
                                 ("policy", "local_domains",
-                                 "dpmail.test, new.test")))
+                                 "dpmail.test, new.test"),
+                                ("policy", "trusted_networks",
+                                 f"{ml.KERNEL_IP}/32"),
+                                ("mta", "relayhost",
+                                 f"[{sink_b}]:{SINK_PORT}")))
     assert "policy" in r["applied"] and "routing" in r["applied"], r
     assert r["restart_needed"] == [], r
 
@@ -543,6 +549,8 @@ def test_reload_routing_tables(ctl_lab):
     q3 = ml.send(w, ["erin@new.test"], d3)
     d4 = ml.message("t1b", to="y@t1.test")
     q4 = ml.send(w, ["y@t1.test"], d4)
+    d5 = ml.message("far5", to="z@far.test")
+    q5 = ml.send(w, ["z@far.test"], d5)
 
     def landed(md, n, what):
         return {ml.received_qid(ml.split_delivered(x)[2]): x
@@ -555,11 +563,13 @@ def test_reload_routing_tables(ctl_lab):
                  "erin@new.test")
     assert set(got) == {q3}
     assert sc.strip_received(ml.split_delivered(got[q3])[2]) == d3
-    m = sb.wait_count(1, 30)[0]
-    assert m["rcpts"] == ["y@t1.test"] and ml.received_qid(m["data"]) == q4
-    assert sc.strip_received(m["data"]) == d4
+    got = {m["rcpts"][0]: m for m in sb.wait_count(2, 30)}
+    assert set(got) == {"y@t1.test", "z@far.test"}, list(got)
+    for rc, q, d in (("y@t1.test", q4, d4), ("z@far.test", q5, d5)):
+        assert ml.received_qid(got[rc]["data"]) == q
+        assert sc.strip_received(got[rc]["data"]) == d
     time.sleep(1)
-    assert sa.count() == 1 and sb.count() == 1
+    assert sa.count() == 1 and sb.count() == 2
     assert ml.maildir_count(ml.mailbox_path(w.mail_dir, "bob")) == 0
 
 
