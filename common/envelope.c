@@ -149,6 +149,7 @@ struct envelope *envelope_dup(const struct envelope *src)
 	e->esmtp = src->esmtp;
 	e->arrival_us = src->arrival_us;
 	e->declared_size = src->declared_size;
+	e->spool_at = src->spool_at;
 	if (envelope_set_str(&e->mail_from, src->mail_from, SIZE_MAX) != 0 ||
 	    envelope_set_str(&e->envid, src->envid, SIZE_MAX) != 0 ||
 	    envelope_set_str(&e->helo, src->helo, SIZE_MAX) != 0 ||

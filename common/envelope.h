@@ -65,6 +65,15 @@ struct envelope {
 	 * then the client's data, dot-unstuffed, lines ending CRLF. */
 	uint8_t *body;
 	size_t body_len, body_cap;
+
+	/* Where the spool holds the message record, set by the spool once
+	 * it is durable and by spool_scan: the queue manager may let a
+	 * waiting body go and read it back (spool_read_body). */
+	struct env_spool_at {
+		uint64_t seq, off;
+		uint32_t writer;
+		bool set;
+	} spool_at;
 };
 
 struct envelope *envelope_new(void);

@@ -193,6 +193,7 @@ static const struct key keys[] = {
 	{ "mta", "double_bounce_to", K_LIST, QM(double_bounce_to), 0, 0, NULL },
 	{ "mta", "hold", K_BOOL, QM(hold), 0, 0, NULL },
 	{ "mta", "local_batch", K_U32, QM(local_batch), 1, 65536, NULL },
+	{ "mta", "queue_memory_mb", K_U32, QM(memory_mb), 1, 1048576, NULL },
 	{ "mta", "connect_timeout_s", K_SEC_MS, OU(connect_timeout_ms), 1, 600, NULL },
 	{ "mta", "conn_cache_ms", K_U32, OU(conn_cache_ms), 0, 600000, NULL },
 	{ "mta", "dns_timeout_ms", K_U32, OU(dns_timeout_ms), 10, 60000, NULL },

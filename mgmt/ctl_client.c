@@ -567,6 +567,10 @@ static void stats_table(const json_t *r, const json_t *prev, double dt,
 		       (unsigned long long)get(q, NULL, "msgs_live"));
 		printf("  %-28s %14llu\n", "recipients deferred now",
 		       (unsigned long long)get(q, NULL, "rcpts_deferred_now"));
+		printf("  %-28s %14llu\n", "bodies in memory (bytes)",
+		       (unsigned long long)get(q, NULL, "body_bytes"));
+		Q("bodies let go", "bodies_dropped");
+		Q("bodies read back", "bodies_read");
 #undef Q
 	}
 }

@@ -210,6 +210,7 @@ json_t *mgmt_stats(const struct mgmt_view *v, int worker)
 		put(qo, "rcpts_deferred_now", s.rcpts_deferred_now);
 		put(qo, "dests", s.dests);
 		put(qo, "jobs_active", s.jobs_active);
+		put(qo, "body_bytes", s.body_bytes);
 		json_object_set_new(r, "qmgr", qo);
 	}
 	return r;
@@ -221,7 +222,8 @@ bool mgmt_stat_is_gauge(const char *section, const char *name)
 		"stack.tcp.live_conns", "smtp.sessions_live",
 		"out.conns_live", "out.jobs_waiting", "spool.msgs_live",
 		"spool.segments", "qmgr.msgs_live", "qmgr.rcpts_deferred_now",
-		"qmgr.dests", "qmgr.jobs_active", "listener.listening",
+		"qmgr.dests", "qmgr.jobs_active", "qmgr.body_bytes",
+		"listener.listening",
 		"listener.open", "listener.syn_pending",
 	};
 	char full[128];

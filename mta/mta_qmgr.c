@@ -72,6 +72,12 @@ struct qmsg {
 	uint32_t attempts;
 	bool bouncing;       /* a bounce request is in flight */
 	bool held;           /* dpmailctl queue hold */
+	/* the body in memory ([mta] memory_mb): pins are the jobs, mailbox
+	 * batches and reports using it; unpinned and in memory, it is on
+	 * the LRU list, from which bodies are let go (body_out) */
+	bool body_out, on_lru;
+	uint32_t pins;
+	struct qmsg *lprev, *lnext;
 };
 
 struct dest;
@@ -173,6 +179,8 @@ struct mta_qmgr {
 	uint64_t next_scan_ms;
 	uint64_t reqs_out;       /* spool requests in flight */
 	struct local loc;
+	struct qmsg *lru_head, *lru_tail; /* least recently used first */
+	uint64_t body_bytes;     /* bodies in memory (st.body_bytes: a copy) */
 	struct mta_qmgr_stats st;
 };
 
@@ -199,11 +207,18 @@ void mta_qmgr_conf_defaults(struct mta_qmgr_conf *c)
 	c->delay_warning_s = 14400;
 	c->max_received = 50;
 	c->local_batch = 256;
+	c->memory_mb = 256;
 	mta_retry_conf_defaults(&c->retry);
 	mailbox_conf_defaults(&c->mailbox);
 }
 
 /* ---- messages ------------------------------------------------------- */
+
+static void body_account(struct mta_qmgr *q, int64_t delta)
+{
+	q->body_bytes += (uint64_t)delta;
+	GAUGE(q, body_bytes, q->body_bytes);
+}
 
 static struct qmsg *qmsg_new(struct mta_qmgr *q, struct envelope *env)
 {
@@ -218,6 +233,7 @@ static struct qmsg *qmsg_new(struct mta_qmgr *q, struct envelope *env)
 	}
 	m->env = env;
 	m->open = env->nrcpt;
+	body_account(q, (int64_t)env->body_len);
 	m->next = q->live;
 	if (q->live != NULL)
 		q->live->prev = m;
@@ -226,8 +242,27 @@ static struct qmsg *qmsg_new(struct mta_qmgr *q, struct envelope *env)
 	return m;
 }
 
+static void lru_unlink(struct mta_qmgr *q, struct qmsg *m)
+{
+	if (!m->on_lru)
+		return;
+	if (m->lprev != NULL)
+		m->lprev->lnext = m->lnext;
+	else
+		q->lru_head = m->lnext;
+	if (m->lnext != NULL)
+		m->lnext->lprev = m->lprev;
+	else
+		q->lru_tail = m->lprev;
+	m->lprev = m->lnext = NULL;
+	m->on_lru = false;
+}
+
 static void qmsg_free(struct mta_qmgr *q, struct qmsg *m)
 {
+	lru_unlink(q, m);
+	if (!m->body_out)
+		body_account(q, -(int64_t)m->env->body_len);
 	if (m->prev != NULL)
 		m->prev->next = m->next;
 	else
@@ -248,6 +283,96 @@ static void qmsg_unref(struct mta_qmgr *q, struct qmsg *m)
 		LOG(LOG_INFO, "qmgr: %s: removed", m->env->qid);
 		qmsg_free(q, m);
 	}
+}
+
+/* ---- bodies in memory ([mta] memory_mb) ------------------------------
+ * Every body stays in memory while it fits, and past the cap the bodies
+ * of messages nothing is using (on the LRU list, least recently used
+ * first) are let go: a deferred queue of millions costs its envelopes,
+ * not its bodies. A job, a mailbox batch or a report pins the body,
+ * read back first from the spool (spool_read_body: the record, CRC
+ * checked) if it was let go. A message the spool cannot place (no
+ * location: never the case for what came through it) keeps its body. */
+
+static void lru_push(struct mta_qmgr *q, struct qmsg *m)
+{
+	if (m->on_lru || m->pins > 0 || m->body_out ||
+	    !m->env->spool_at.set)
+		return;
+	m->lprev = q->lru_tail;
+	m->lnext = NULL;
+	if (q->lru_tail != NULL)
+		q->lru_tail->lnext = m;
+	else
+		q->lru_head = m;
+	q->lru_tail = m;
+	m->on_lru = true;
+}
+
+static void body_trim(struct mta_qmgr *q)
+{
+	uint64_t cap = (uint64_t)q->c.memory_mb << 20;
+
+	while (q->body_bytes > cap && q->lru_head != NULL) {
+		struct qmsg *m = q->lru_head;
+
+		lru_unlink(q, m);
+		body_account(q, -(int64_t)m->env->body_len);
+		free(m->env->body);
+		m->env->body = NULL;
+		m->env->body_cap = 0;
+		m->body_out = true;
+		CNT(q, bodies_dropped);
+	}
+}
+
+/* The body in memory, pinned, before something reads it. 0, or the
+ * spool's error (logged, counted): the caller defers or does without. */
+static int body_pin(struct mta_qmgr *q, struct qmsg *m)
+{
+	if (m->body_out) {
+		int rc = spool_read_body(q->sp, m->env);
+
+		if (rc != 0) {
+			CNT(q, body_read_errors);
+			LOG_RL(LOG_ERR, "qmgr: %s: cannot read the message "
+			       "back from the spool: %s", m->env->qid,
+			       strerror(-rc));
+			return rc;
+		}
+		m->body_out = false;
+		body_account(q, (int64_t)m->env->body_len);
+		CNT(q, bodies_read);
+	}
+	lru_unlink(q, m);
+	m->pins++;
+	return 0;
+}
+
+static void body_unpin(struct mta_qmgr *q, struct qmsg *m)
+{
+	if (--m->pins == 0) {
+		lru_push(q, m);
+		body_trim(q);
+	}
+}
+
+/* An entry whose body could not be read: its recipients wait for the
+ * next try (the spool may be back by then). */
+static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
+			uint64_t not_before_ms);
+
+static void defer_unreadable(struct mta_qmgr *q, struct qentry *e, int err)
+{
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct qrcpt *r = &e->m->r[e->idx[i]];
+
+		snprintf(r->status, sizeof(r->status), "4.3.0");
+		snprintf(r->diag, sizeof(r->diag), "x-local; 451 4.3.0 cannot "
+			 "read the message back from the spool: %s",
+			 strerror(-err));
+	}
+	defer_entry(q, e, true, 0);
 }
 
 static uint64_t msg_delay_ms(const struct qmsg *m, uint64_t now)
@@ -362,6 +487,28 @@ static void fill_outcome(const struct qmsg *m, uint32_t idx,
 
 /* Reports for recipients that do not change state (delays, successes):
  * fire and forget; the report is queued like any message. */
+/* mta_dsn_render with the body in memory; a body the spool cannot give
+ * back leaves the report without the original message (it still says
+ * what became of each recipient). */
+static int render_report(struct mta_qmgr *q, struct qmsg *m,
+			 const struct mta_dsn_conf *dc,
+			 const struct mta_dsn_rcpt *o, size_t n,
+			 struct envelope **b)
+{
+	bool pinned = body_pin(q, m) == 0;
+	size_t len = m->env->body_len;
+	int rc;
+
+	if (!pinned)
+		m->env->body_len = 0;
+	rc = mta_dsn_render(dc, m->env, o, n, b);
+	if (pinned)
+		body_unpin(q, m);
+	else
+		m->env->body_len = len;
+	return rc;
+}
+
 static void send_report(struct mta_qmgr *q, struct qmsg *m,
 			const struct mta_dsn_rcpt *o, size_t n)
 {
@@ -371,7 +518,7 @@ static void send_report(struct mta_qmgr *q, struct qmsg *m,
 	int rc;
 
 	dsn_conf(q, &dc);
-	rc = mta_dsn_render(&dc, m->env, o, n, &b);
+	rc = render_report(q, m, &dc, o, n, &b);
 	if (rc <= 0) {
 		if (rc < 0)
 			LOG(LOG_ERR, "qmgr: %s: cannot render a report: %s",
@@ -425,7 +572,7 @@ static void maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
 			idx[n++] = i;
 		}
 	dsn_conf(q, &dc);
-	rc = mta_dsn_render(&dc, m->env, o, n, &b);
+	rc = render_report(q, m, &dc, o, n, &b);
 	free(o);
 	o = NULL;
 	if (rc < 0) {
@@ -897,7 +1044,9 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 	}
 	free(rd);
 	maybe_bounce(q, m);
+	lru_push(q, m);
 	qmsg_unref(q, m);
+	body_trim(q);
 }
 
 static unsigned drain_in(struct mta_qmgr *q)
@@ -943,6 +1092,7 @@ static struct mta_job *job_build(struct mta_qmgr *q, struct dest *d,
 	uint32_t max = q->c.dest_msgs_per_conn ? q->c.dest_msgs_per_conn : 1;
 	struct mta_job *j;
 	uint32_t n = 0;
+	int rc;
 
 	if (max > d->nready)
 		max = d->nready;
@@ -967,6 +1117,13 @@ static struct mta_job *job_build(struct mta_qmgr *q, struct dest *d,
 		if (jm->rcpt == NULL) {
 			dest_push(q, d, e); /* back at the tail; tried later */
 			break;
+		}
+		rc = body_pin(q, e->m);
+		if (rc != 0) {
+			free(jm->rcpt);
+			jm->rcpt = NULL;
+			defer_unreadable(q, e, rc);
+			continue;
 		}
 		jm->env = e->m->env;
 		jm->qmsg = e;
@@ -1097,6 +1254,7 @@ static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 			defer_entry(q, rest, true, j->host_failed ?
 				    d->backoff_until_ms : 0);
 		maybe_bounce(q, m);
+		body_unpin(q, m);
 		entry_free(q, e);
 	}
 	job_free(j);
@@ -1181,6 +1339,7 @@ static unsigned local_dispatch(struct mta_qmgr *q)
 	       (n == 0 || n + d->head->n <= q->c.local_batch)) {
 		struct qentry *e = dest_pop(d);
 		struct envelope *env = e->m->env;
+		int rc;
 
 		if (n + e->n > l->cap) {
 			size_t cap = (n + e->n) * 2;
@@ -1198,6 +1357,11 @@ static unsigned local_dispatch(struct mta_qmgr *q)
 				break;
 			}
 			l->cap = cap;
+		}
+		rc = body_pin(q, e->m);
+		if (rc != 0) {
+			defer_unreadable(q, e, rc);
+			continue;
 		}
 		for (uint32_t i = 0; i < e->n; i++) {
 			struct mailbox_item *it = &l->items[n];
@@ -1246,6 +1410,7 @@ static unsigned local_collect(struct mta_qmgr *q)
 				if (rest != NULL)
 					defer_entry(q, rest, true, 0);
 				maybe_bounce(q, m);
+				body_unpin(q, m);
 				entry_free(q, e);
 			}
 			if (k == l->n)
@@ -1572,6 +1737,7 @@ static void reconf_apply(struct mta_qmgr *q, const struct mta_qmgr_conf *c,
 			ratelimit_init(&d->rl, q->c.dest_rate,
 				       q->c.dest_rate ? q->c.dest_rate : 1,
 				       wall_ms());
+	body_trim(q); /* memory_mb may be smaller now */
 	LOG(LOG_INFO, "qmgr: configuration reloaded%s%s",
 	    route != NULL ? " (new routing tables)" : "",
 	    q->c.hold ? "; holding every message" : "");
@@ -1917,6 +2083,7 @@ void mta_qmgr_get_stats(const struct mta_qmgr *q, struct mta_qmgr_stats *s)
 		__atomic_load_n(&q->st.rcpts_deferred_now, __ATOMIC_RELAXED);
 	s->dests = __atomic_load_n(&q->st.dests, __ATOMIC_RELAXED);
 	s->jobs_active = __atomic_load_n(&q->st.jobs_active, __ATOMIC_RELAXED);
+	s->body_bytes = __atomic_load_n(&q->st.body_bytes, __ATOMIC_RELAXED);
 }
 
 /* ---- start-up: the live queue back from the spool ------------------- */

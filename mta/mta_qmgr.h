@@ -54,6 +54,10 @@ struct mta_qmgr_conf {
 	uint32_t delay_warning_s;    /* DELAY DSN after this long, 0 = never */
 	uint32_t max_received;       /* mail loop: more Received: bounce 5.4.6 */
 	uint32_t local_batch;        /* recipients per mailbox batch */
+	/* Bodies kept in memory, MiB in all; past it the least recently
+	 * used bodies of messages not in a job or batch are let go and
+	 * read back from the spool when needed. */
+	uint32_t memory_mb;
 	/* Accept and keep, deliver nothing (maintenance; tests of the
 	 * accept path that need every message to stay in the spool). */
 	bool hold;
@@ -174,13 +178,15 @@ int mta_qmgr_reconf(struct mta_qmgr *q, const struct mta_qmgr_conf *c,
 #define MTA_QMGR_COUNTERS(X) \
 	X(received) X(delivered_local) X(delivered_remote) X(deferred) \
 	X(bounced) X(expired) X(dsn_sent) X(jobs) X(local_batches) \
-	X(loops) X(state_records) X(spool_retries)
+	X(loops) X(state_records) X(spool_retries) \
+	X(bodies_dropped) X(bodies_read) X(body_read_errors)
 
 struct mta_qmgr_stats {
 #define X(n) uint64_t n;
 	MTA_QMGR_COUNTERS(X)
 #undef X
 	uint64_t msgs_live, rcpts_deferred_now, dests, jobs_active;
+	uint64_t body_bytes;         /* bodies in memory now */
 };
 /* Any thread; figures are relaxed reads. */
 void mta_qmgr_get_stats(const struct mta_qmgr *q, struct mta_qmgr_stats *s);

@@ -473,3 +473,72 @@ unsigned spool_writer_of(const struct spool *sp, const char *qid)
 {
 	return spool_qid_hash(qid) % sp->nwriters;
 }
+
+/* ---- reading a body back --------------------------------------------- */
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t k = pread(fd, p, len, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EBADMSG; /* the file ends inside the record */
+		p += k;
+		len -= (size_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+int spool_read_body(struct spool *sp, struct envelope *env)
+{
+	char name[SPOOL_SEG_NAME_MAX];
+	uint8_t hdr[SPOOL_REC_HDR_LEN], *p = NULL;
+	struct spool_rec_hdr h;
+	struct spool_msg_info info;
+	struct envelope *tmp = NULL;
+	int fd, rc;
+
+	if (!env->spool_at.set || env->body != NULL)
+		return env->body != NULL ? -EINVAL : -ENOENT;
+	spool_seg_name(name, env->spool_at.writer, env->spool_at.seq);
+	fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	rc = pread_all(fd, hdr, sizeof(hdr), env->spool_at.off);
+	if (rc == 0) {
+		spool_rec_hdr_get(hdr, &h);
+		if (spool_rec_hdr_check(&h) != 0 || h.type != SPOOL_REC_MSG)
+			rc = -EBADMSG;
+	}
+	if (rc == 0 && (p = malloc(h.len ? h.len : 1)) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = pread_all(fd, p, h.len, env->spool_at.off + sizeof(hdr));
+	close(fd);
+	if (rc == 0 && !spool_rec_crc_ok(hdr, p, h.len))
+		rc = -EBADMSG;
+	if (rc == 0 && (tmp = envelope_new()) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = spool_rec_decode_msg(p, h.len, &info, tmp);
+	free(p);
+	if (rc == 0 && (strcmp(tmp->qid, env->qid) != 0 ||
+			tmp->body_len != env->body_len))
+		rc = -EBADMSG;
+	if (rc == 0) {
+		/* the body moves over; the rest of the copy goes */
+		env->body = tmp->body;
+		env->body_cap = tmp->body_cap;
+		tmp->body = NULL;
+		tmp->body_len = tmp->body_cap = 0;
+	}
+	envelope_free(tmp);
+	return rc;
+}

@@ -183,6 +183,14 @@ int spool_scan(const char *dir,
  *   -EALREADY that recipient is already delivered or bounced
  * A message with no recipients is written but never live. */
 
+/* Reads env's body back from its message record (env->spool_at), for a
+ * queue manager that let a waiting body go: any thread, one pread of the
+ * record, CRC and queue ID checked. env->body must be NULL; on success it
+ * holds body_len bytes again. 0, or -ENOENT (no location, or the segment
+ * is gone), -EBADMSG (the record does not verify, or is another
+ * message's), -ENOMEM, or the read's errno. */
+int spool_read_body(struct spool *sp, struct envelope *env);
+
 /* Every live message as recovery left it: queue ID, its recipients'
  * states (enum spool_rcpt_state) and, for DEFERRED ones, the next try.
  * For the MTA to schedule after a restart. Main thread, right after

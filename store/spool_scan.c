@@ -80,6 +80,14 @@ static int scan_one(int dirfd, const char *name,
 			if (rc == 0 && h.type == SPOOL_REC_SEGHDR)
 				continue;
 			if (rc == 0) {
+				unsigned w;
+				uint64_t seq;
+
+				if (env != NULL &&
+				    spool_seg_parse_name(name, &w, &seq) == 0)
+					env->spool_at = (struct env_spool_at){
+						.seq = seq, .off = off,
+						.writer = w, .set = true };
 				r.offset = off;
 				r.length = spool_rec_size(h.len);
 				r.crc = h.crc;

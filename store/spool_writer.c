@@ -563,6 +563,22 @@ static void batch_commit(struct spool_writer *w, uint64_t bytes)
 		fail_batch(w, rc, "fdatasync");
 		goto answer;
 	}
+	{
+		/* where each message record now is, for reading it back */
+		uint64_t at = w->off;
+
+		for (unsigned i = 0; i < w->nb; i++) {
+			struct spool_wreq *wr = &w->b[i];
+
+			if (wr->status != 0)
+				continue;
+			if (wr->r->type == SPOOL_REQ_MSG)
+				wr->r->env->spool_at = (struct env_spool_at){
+					.seq = w->seg->seq, .off = at,
+					.writer = w->idx, .set = true };
+			at += wr->size;
+		}
+	}
 	w->off += bytes;
 	atomic_fetch_add_explicit(&w->batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->records, nrec, memory_order_relaxed);

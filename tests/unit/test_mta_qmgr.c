@@ -1359,3 +1359,162 @@ Test(mta_qmgr, state_write_failure_is_retried)
 	cr_assert_eq(spool_states_any(qid).st[0], SPOOL_RCPT_DELIVERED);
 	cr_assert_eq(spool_live_count(), 0u);
 }
+
+/* ---- bodies past [mta] memory_mb: let go, read back ------------------- */
+
+#define BIG_N 24
+#define BIG_LINES 1400  /* ~100 KB a message */
+
+/* A local message to alice whose body is ~100 KB of numbered lines. */
+static struct envelope *big_msg(unsigned i)
+{
+	const char *to = "alice@dpmail.test";
+	struct envelope *e = msg_new("carol@example.net", &to, NULL, 1, 1);
+	char line[96];
+
+	for (unsigned k = 0; k < BIG_LINES; k++) {
+		int n = snprintf(line, sizeof(line), "msg %02u line %04u "
+				 "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"
+				 "GHIJKLMNOPQRSTUVWXYZ\r\n", i, k);
+		cr_assert_eq(envelope_body_append(e, line, (size_t)n), 0);
+	}
+	return e;
+}
+
+/* alice's Maildir holds exactly the BIG_N messages, byte for byte. */
+static void big_delivered(uint8_t **bodies, const size_t *lens)
+{
+	bool seen[BIG_N] = { false };
+
+	md_wait("alice", BIG_N);
+	cr_assert_eq(md_count("alice"), BIG_N);
+	for (unsigned f = 0; f < BIG_N; f++) {
+		static const char hdr[] = "Return-Path: <carol@example.net>\r\n"
+					  "Delivered-To: alice@dpmail.test\r\n";
+		size_t len;
+		char *got = md_read("alice", f, &len);
+		char *mark = strstr(got, "msg ");
+		unsigned i;
+
+		cr_assert_not_null(mark);
+		i = (unsigned)atoi(mark + 4);
+		cr_assert_lt(i, BIG_N);
+		cr_assert_not(seen[i], "message %u twice", i);
+		seen[i] = true;
+		cr_assert_eq(len, sizeof(hdr) - 1 + lens[i], "message %u: %zu "
+			     "bytes", i, len);
+		cr_assert_eq(memcmp(got, hdr, sizeof(hdr) - 1), 0);
+		cr_assert_eq(memcmp(got + sizeof(hdr) - 1, bodies[i], lens[i]),
+			     0, "message %u differs", i);
+		free(got);
+	}
+}
+
+Test(mta_qmgr, bodies_past_memory_mb_are_read_back_from_the_spool)
+{
+	uint8_t *bodies[BIG_N];
+	size_t lens[BIG_N];
+	struct mta_qmgr_stats st;
+	struct mta_qmgr_conf go;
+
+	F.qc.memory_mb = 1;
+	F.qc.hold = true; /* every message waits: their bodies must go */
+	qmgr_start();
+	for (unsigned i = 0; i < BIG_N; i++) {
+		struct envelope *e = big_msg(i);
+
+		lens[i] = e->body_len;
+		bodies[i] = malloc(e->body_len);
+		cr_assert_not_null(bodies[i]);
+		memcpy(bodies[i], e->body, e->body_len);
+		submit(e);
+	}
+	for (uint64_t end = mono_ms() + WAIT_MS; stats().received < BIG_N;)
+		cr_assert_lt(mono_ms(), end, "not all received");
+	st = stats();
+	cr_assert_leq(st.body_bytes, (1u << 20) + lens[0] + 1024,
+		      "%lu bytes of bodies in memory",
+		      (unsigned long)st.body_bytes);
+	cr_assert_geq(st.bodies_dropped, BIG_N - 1024 * 1024 / lens[0]);
+	cr_assert_eq(md_count("alice"), 0u);
+
+	/* a restart with the cap: recovery keeps at most 1 MiB too */
+	qmgr_stop();
+	qmgr_start();
+	cr_assert_eq(F.rep.messages, BIG_N);
+	st = stats();
+	cr_assert_leq(st.body_bytes, (1u << 20) + lens[0] + 1024);
+	cr_assert_gt(st.bodies_dropped, 0u);
+
+	/* released (a reload): each body is read back for its batch */
+	go = F.qc;
+	go.hold = false;
+	cr_assert_eq(mta_qmgr_reconf(F.q, &go, NULL, 5000), 0);
+	big_delivered(bodies, lens);
+	settle();
+	st = stats();
+	cr_assert_geq(st.bodies_read, st.bodies_dropped > 0 ? 1u : 0u);
+	cr_assert_gt(st.bodies_read, 0u);
+	cr_assert_eq(st.body_read_errors, 0u);
+	cr_assert_eq(st.body_bytes, 0u, "%lu bytes left",
+		     (unsigned long)st.body_bytes);
+	cr_assert_eq(st.delivered_local, BIG_N);
+	qmgr_stop();
+	cr_assert_eq(spool_live_count(), 0u);
+	for (unsigned i = 0; i < BIG_N; i++)
+		free(bodies[i]);
+}
+
+/* A body that no longer reads back (a corrupted record): its recipient
+ * is deferred with 4.3.0, counted, never delivered empty or wrong. */
+Test(mta_qmgr, a_body_that_does_not_read_back_is_deferred)
+{
+	struct envelope *e;
+	struct mta_qmgr_conf go;
+	struct mta_qmgr_stats st;
+	char path[4300];
+	struct env_spool_at at;
+	FILE *f;
+
+	F.qc.memory_mb = 1;
+	F.qc.hold = true;
+	qmgr_start();
+	e = big_msg(0);
+	cr_assert_eq(tsu_put_msg(F.sp, e), 0);
+	at = e->spool_at; /* before the queue manager owns it */
+	cr_assert(at.set);
+	cr_assert_eq(mta_qmgr_submit(F.q, 0, e), 0);
+	for (unsigned i = 1; i < BIG_N; i++)
+		submit(big_msg(i));
+	for (uint64_t end = mono_ms() + WAIT_MS; stats().received < BIG_N;)
+		cr_assert_lt(mono_ms(), end, "not all received");
+	cr_assert_gt(stats().bodies_dropped, 0u);
+	/* the first one's body went first (least recently used) */
+	snprintf(path, sizeof(path), "%s/seg-%u-%llu.dps", F.sc.dir,
+		 at.writer, (unsigned long long)at.seq);
+	f = fopen(path, "r+b");
+	cr_assert_not_null(f, "%s", path);
+	cr_assert_eq(fseek(f, (long)(at.off + 4096), SEEK_SET), 0);
+	cr_assert_neq(fputc('#', f), EOF);
+	fclose(f);
+	go = F.qc;
+	go.hold = false;
+	cr_assert_eq(mta_qmgr_reconf(F.q, &go, NULL, 5000), 0);
+	md_wait("alice", BIG_N - 1);
+	for (uint64_t end = mono_ms() + WAIT_MS;
+	     stats().body_read_errors == 0;)
+		cr_assert_lt(mono_ms(), end, "the bad record went unnoticed");
+	sleep_ms(300);
+	st = stats();
+	cr_assert_eq(md_count("alice"), BIG_N - 1);
+	cr_assert_eq(st.delivered_local, BIG_N - 1);
+	cr_assert_geq(st.deferred, 1u);
+	cr_assert_eq(st.msgs_live, 1u);
+	for (unsigned f2 = 0; f2 < BIG_N - 1; f2++) {
+		char *got = md_read("alice", f2, NULL);
+
+		cr_assert_null(strstr(got, "msg 00 "), "the bad one arrived");
+		free(got);
+	}
+	qmgr_stop();
+}

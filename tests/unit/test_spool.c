@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -152,6 +153,113 @@ Test(spool, write_complete_scan_reopen_byte_exact)
 		envelope_free(e[i]);
 	}
 	tsu_scan_free(&s);
+}
+
+/* ---- bodies read back from their records ---- */
+
+struct at_scan {
+	const char *qid;
+	struct env_spool_at at;
+};
+
+static int at_cb(void *arg, const struct spool_scan_rec *r)
+{
+	struct at_scan *a = arg;
+
+	if (!r->bad && r->type == SPOOL_REQ_MSG && strcmp(r->qid, a->qid) == 0)
+		a->at = r->env->spool_at;
+	return 0;
+}
+
+/* Drops e's body (as the queue manager does) and reads it back. */
+static void reread(struct spool *sp, struct envelope *e)
+{
+	uint8_t *keep = e->body;
+
+	e->body = NULL;
+	e->body_cap = 0;
+	cr_assert_eq(spool_read_body(sp, e), 0, "%s", e->qid);
+	cr_assert(e->body_len == 0 || memcmp(e->body, keep, e->body_len) == 0);
+	free(keep);
+}
+
+Test(spool, bodies_read_back_from_their_records)
+{
+	enum { N = 40 };
+	struct spool_conf c;
+	struct spool_recovery rep;
+	struct spool *sp;
+	struct envelope *e[N], *x;
+	struct spool_req req[N], *rp[N];
+	struct at_scan a;
+	char path[4200];
+	FILE *f;
+
+	tsu_conf(&c, 2);
+	c.segment_bytes = 256 * 1024; /* several segments */
+	cr_assert_eq(spool_open(&sp, &c, 1, &rep), 0);
+	for (int i = 0; i < N; i++) {
+		e[i] = tsu_env(sp, 0, (uint32_t)i, 1 + (uint32_t)i % 3,
+			       i == 0 ? 0 : (size_t)(i * 7919) % 70000);
+		cr_assert_not(e[i]->spool_at.set);
+		req[i] = (struct spool_req){ .type = SPOOL_REQ_MSG,
+					     .env = e[i] };
+		rp[i] = &req[i];
+	}
+	cr_assert_eq(tsu_run(sp, 0, rp, N), N);
+	for (int i = 0; i < N; i++) {
+		cr_assert(e[i]->spool_at.set);
+		reread(sp, e[i]);
+	}
+	/* a body still there, no location, another message's record */
+	cr_assert_eq(spool_read_body(sp, e[1]), -EINVAL);
+	x = envelope_dup(e[2]);
+	free(x->body);
+	x->body = NULL;
+	x->body_cap = 0;
+	x->spool_at.set = false;
+	cr_assert_eq(spool_read_body(sp, x), -ENOENT);
+	x->spool_at = e[3]->spool_at;
+	cr_assert_eq(spool_read_body(sp, x), -EBADMSG);
+	x->spool_at = e[2]->spool_at;
+	x->spool_at.seq += 1000;
+	cr_assert_eq(spool_read_body(sp, x), -ENOENT);
+	spool_close(sp);
+
+	/* after a restart: where spool_scan says it is */
+	cr_assert_eq(spool_open(&sp, &c, 1, &rep), 0);
+	cr_assert_eq(rep.messages_live, N);
+	for (int i = 0; i < N; i += 7) {
+		a = (struct at_scan){ .qid = e[i]->qid };
+		cr_assert_eq(spool_scan(tsu_dir(), at_cb, &a), 0);
+		cr_assert(a.at.set);
+		cr_assert_eq(a.at.off, e[i]->spool_at.off);
+		cr_assert_eq(a.at.seq, e[i]->spool_at.seq);
+		cr_assert_eq(a.at.writer, e[i]->spool_at.writer);
+		reread(sp, e[i]);
+	}
+	/* a flipped byte in a body on disk: refused, never returned */
+	snprintf(path, sizeof(path), "%s/seg-%u-%llu.dps", tsu_dir(),
+		 e[5]->spool_at.writer,
+		 (unsigned long long)e[5]->spool_at.seq);
+	f = fopen(path, "r+b");
+	cr_assert_not_null(f, "%s", path);
+	cr_assert_eq(fseek(f, (long)(e[5]->spool_at.off +
+				     SPOOL_REC_HDR_LEN + 200), SEEK_SET), 0);
+	cr_assert_eq(fputc(0x5a ^ e[5]->body[100], f), 0x5a ^ e[5]->body[100]);
+	fclose(f);
+	free(x->body);
+	envelope_free(x);
+	x = envelope_dup(e[5]);
+	free(x->body);
+	x->body = NULL;
+	x->body_cap = 0;
+	cr_assert_eq(spool_read_body(sp, x), -EBADMSG);
+	cr_assert_null(x->body);
+	envelope_free(x);
+	spool_close(sp);
+	for (int i = 0; i < N; i++)
+		envelope_free(e[i]);
 }
 
 /* ---- many producers, several writers, segment rolls ---- */
