@@ -764,10 +764,11 @@ static void tls_input(struct sess *s, const uint8_t *d, size_t len)
 		if (tls_conn_session_reused(s->tls))
 			w->cnt.tls_resumed++;
 		tls_conn_describe(s->tls, desc, sizeof(desc));
-		LOG(LOG_INFO, "smtpd: %s: TLS established: %s%s%s%s",
-		    s->client, desc, tls_conn_session_reused(s->tls) ?
-		    " (resumed)" : "", tls_conn_sni(s->tls) ? ", SNI " : "",
-		    tls_conn_sni(s->tls) ? tls_conn_sni(s->tls) : "");
+		LOG_RLN(LOG_INFO, 1000, 2000, "smtpd: %s: TLS established: "
+			"%s%s%s%s", s->client, desc,
+			tls_conn_session_reused(s->tls) ? " (resumed)" : "",
+			tls_conn_sni(s->tls) ? ", SNI " : "",
+			tls_conn_sni(s->tls) ? tls_conn_sni(s->tls) : "");
 	}
 	while (rc == 0 &&
 	       (r = tls_conn_read(s->tls, buf, sizeof(buf))) > 0) {

@@ -839,10 +839,15 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 			struct qrcpt *r = &m->r[e->idx[i]];
 			char diag[DIAG_MAX];
 
+			uint64_t dl = msg_delay_ms(m, now);
+
 			snprintf(diag, sizeof(diag), "%s", r->diag);
-			LOG(LOG_INFO, "qmgr: %s: to=<%s>, status=expired, "
+			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=%s, delay=%"
+			    PRIu64 ".%02" PRIu64 ", dsn=4.4.7, status=expired, "
 			    "returned to sender (%s)", m->env->qid,
-			    m->env->rcpt[e->idx[i]].addr, diag);
+			    m->env->rcpt[e->idx[i]].addr,
+			    r->remote[0] ? r->remote : "none", dl / 1000u,
+			    dl % 1000u / 10u, diag);
 			/* RFC 3463 4.4.7: delivery time expired; the last
 			 * reply stays the Diagnostic-Code */
 			rcpt_fail(q, m, e->idx[i], "4.4.7", diag, r->remote);
@@ -867,6 +872,10 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 		next_s = mta_retry_next(&q->c.retry, arrival_s,
 					m->attempts ? m->attempts : 1, now_up);
 		due = now + (next_s > now_up ? (next_s - now_up) * 1000u : 0);
+		/* capped at the lifetime's end, less than a second away: the
+		 * last try is at that end, not one every scan until then */
+		if (next_s <= now_up && next_s * 1000u > now)
+			due = next_s * 1000u;
 		if (due < not_before_ms)
 			due = not_before_ms;
 		e->due_ms = due;
@@ -938,7 +947,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 	struct qmsg *m = qmsg_new(q, env);
 	struct dest **rd;
 	unsigned nrec;
-	uint64_t now = wall_ms();
+	uint64_t now = wall_ms(), delay;
 
 	if (m == NULL) {
 		LOG(LOG_ERR, "qmgr: %s: out of memory; left in the spool "
@@ -950,6 +959,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 	LOG(LOG_INFO, "qmgr: %s: from=<%s>, size=%zu, nrcpt=%u (queue active)",
 	    env->qid, env->mail_from, env->body_len, env->nrcpt);
 	m->refs++; /* held while admitting */
+	delay = msg_delay_ms(m, now);
 	rd = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*rd));
 	nrec = mta_count_received(env->body, env->body_len);
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
@@ -975,10 +985,12 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 			snprintf(diag, sizeof(diag), "smtp; 554 5.4.6 mail "
 				 "forwarding loop for %s (%u Received: "
 				 "headers)", env->rcpt[i].addr, nrec);
-			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=none, "
-			    "dsn=5.4.6, status=bounced (mail forwarding loop: "
-			    "%u Received: headers, more than %u)", env->qid,
-			    env->rcpt[i].addr, nrec, q->c.max_received);
+			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=none, delay=%"
+			    PRIu64 ".%02" PRIu64 ", dsn=5.4.6, status=bounced "
+			    "(mail forwarding loop: %u Received: headers, more "
+			    "than %u)", env->qid, env->rcpt[i].addr,
+			    delay / 1000u, delay % 1000u / 10u, nrec,
+			    q->c.max_received);
 			rcpt_fail(q, m, i, "5.4.6", diag, NULL);
 			CNT(q, loops);
 			continue;
@@ -998,10 +1010,11 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 
 			snprintf(diag, sizeof(diag), "smtp; %u %s %s",
 				 res.code, res.enh, res.text);
-			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=none, "
-			    "dsn=%s, status=bounced (%u %s %s)", env->qid,
-			    env->rcpt[i].addr, res.enh, res.code, res.enh,
-			    res.text);
+			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=none, delay=%"
+			    PRIu64 ".%02" PRIu64 ", dsn=%s, status=bounced "
+			    "(%u %s %s)", env->qid, env->rcpt[i].addr,
+			    delay / 1000u, delay % 1000u / 10u, res.enh,
+			    res.code, res.enh, res.text);
 			rcpt_fail(q, m, i, res.enh, diag, NULL);
 			break;
 		}
@@ -1451,6 +1464,11 @@ static unsigned local_collect(struct mta_qmgr *q)
 		if (it->status == -EINVAL) {
 			snprintf(r->diag, sizeof(r->diag), "x-local; 550 5.3.0 "
 				 "cannot deliver to mailbox %s", it->mailbox);
+			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
+			    "delay=%" PRIu64 ".%02" PRIu64 ", dsn=5.3.0, "
+			    "status=bounced (%s)", m->env->qid,
+			    it->delivered_to, delay / 1000u,
+			    (delay % 1000u) / 10u, r->diag + 9);
 			rcpt_fail(q, m, idx, "5.3.0", r->diag, "local");
 		} else {
 			if (it->status == -EDQUOT) {

@@ -409,12 +409,9 @@ def test_event_lines_bounce_deferral_expiry(log_lab, tmp_path):
     assert len(tries) >= 2, text
     for q in (qb, qd):
         assert re.search(rf"qmgr: {q}: removed$", text, re.M), q
-    # Lines the queue manager writes (mta/mta_qmgr.c). AWAITING
-    # mta_qmgr.c: today its expiry line is "to=<r>, status=expired,
-    # returned to sender (...)" with no relay, delay or dsn, and its
-    # relay=none bounce lines (mail loop, transport reject) have no delay=;
-    # these two assertions fail until those lines carry them, as every
-    # other delivery line does.
+    # Lines the queue manager writes (mta/mta_qmgr.c): expiry and the
+    # relay=none bounces carry relay=, delay= and dsn= as every other
+    # delivery line does.
     assert re.search(rf"qmgr: {qd}: to=<later@sink\.test>, relay=\S+, "
                      rf"delay=\d+\.\d\d, dsn=4\.4\.7, status=expired, "
                      rf"returned to sender \(.*451 4\.2\.0 try again later"
