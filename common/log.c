@@ -94,6 +94,38 @@ int log_open(enum log_format fmt, const char *output, char *err,
 	return 0;
 }
 
+/* Queue IDs are 14 characters of 0-9 A-Z (store/spool_qid.h) */
+#define LOG_QID_LEN 14
+
+/* A line's shape, "component: QID: text" or "component: text" (every
+ * line of ours; Postfix's too): the component (lower case, digits, '_')
+ * and the queue ID ("" when the second field is not one), for JSON
+ * lines to carry as fields. False when the line has no component. */
+static bool msg_fields(const char *msg, char *comp, size_t clen,
+		       char qid[LOG_QID_LEN + 1])
+{
+	size_t n = 0;
+
+	while ((msg[n] >= 'a' && msg[n] <= 'z') ||
+	       (msg[n] >= '0' && msg[n] <= '9') || msg[n] == '_')
+		n++;
+	if (n == 0 || n >= clen || msg[n] != ':' || msg[n + 1] != ' ')
+		return false;
+	memcpy(comp, msg, n);
+	comp[n] = '\0';
+	msg += n + 2;
+	qid[0] = '\0';
+	for (n = 0; n < LOG_QID_LEN; n++)
+		if (!((msg[n] >= '0' && msg[n] <= '9') ||
+		      (msg[n] >= 'A' && msg[n] <= 'Z')))
+			return true;
+	if (msg[LOG_QID_LEN] == ':') {
+		memcpy(qid, msg, LOG_QID_LEN);
+		qid[LOG_QID_LEN] = '\0';
+	}
+	return true;
+}
+
 /* s as the inside of a JSON string into out (NUL-terminated, cut short
  * rather than overflow); returns the length written */
 static size_t json_escape(char *out, size_t len, const char *s)
@@ -141,11 +173,17 @@ void log_msg(enum log_level level, const char *fmt, ...)
 				     16 + sev[(unsigned)level % 5],
 				     (int)getpid(), msg);
 	} else if (log_fmt == LOG_FMT_JSON) {
-		char esc[sizeof(line) - 100];
+		char esc[sizeof(line) - 160], comp[24], qid[LOG_QID_LEN + 1];
+		char extra[80] = "";
+
 		json_escape(esc, sizeof(esc), msg);
+		if (msg_fields(msg, comp, sizeof(comp), qid))
+			snprintf(extra, sizeof(extra), "\"component\":\"%s\","
+				 "%s%s%s", comp, qid[0] ? "\"qid\":\"" : "",
+				 qid, qid[0] ? "\"," : "");
 		n = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\","
-				     "\"level\":\"%s\",\"msg\":\"%s\"}", stamp,
-				     log_level_name(level), esc);
+				     "\"level\":\"%s\",%s\"msg\":\"%s\"}",
+				     stamp, log_level_name(level), extra, esc);
 	} else {
 		n = (size_t)snprintf(line, sizeof(line), "%s %s: %s", stamp,
 				     log_level_name(level), msg);

@@ -249,8 +249,8 @@ def test_syslog_output(log_lab, syslog_sink):
 @pytest.mark.pmds("tap")
 def test_json_lines_to_a_file(log_lab, tmp_path):
     """[log] format = json, output = FILE: every line of the file is one
-    JSON object with time, level and msg; the queue ID of each message
-    is in its lines' msg."""
+    JSON object with time, level and msg, and a message's lines carry
+    its queue ID as "qid" (with "component") besides."""
     out = tmp_path / "dpmaild.jsonl"
     w = log_lab({"format": "json", "output": str(out)})
     sent = send_two(w)
@@ -272,6 +272,16 @@ def test_json_lines_to_a_file(log_lab, tmp_path):
         mine = [o["msg"] for o in objs if qid in o["msg"]]
         assert any(re.search(r"client=.*: queued$", m) for m in mine), mine
         assert any("status=sent" in m for m in mine), mine
+        # "component: QID: ..." lines carry both as fields
+        tagged = [o for o in objs if o.get("qid") == qid]
+        assert {o["component"] for o in tagged} >= {"smtpd", "qmgr"}, \
+            tagged
+        assert all(o["msg"].startswith(f"{o['component']}: {qid}: ")
+                   for o in tagged), tagged
+        assert len(tagged) == len([m for m in mine
+                                   if re.match(rf"\w+: {qid}: ", m)])
+    assert all("qid" not in o for o in objs
+               if not re.match(r"\w+: [0-9A-Z]{14}: ", o["msg"]))
     assert any("dpmaild: ready" in o["msg"] and o["level"] == "notice"
                for o in objs)
     # the daemon's stdout has the counter table at exit, not the log

@@ -256,6 +256,8 @@ Test(log, json_lines_to_a_file)
 	LOG(LOG_NOTICE, "a \"quoted\" word, a \\ and a\nnew line");
 	LOG(LOG_DEBUG, "below the level: not written");
 	LOG(LOG_WARNING, "second %d", 2);
+	LOG(LOG_NOTICE, "qmgr: 0F3K2J8Q1ZP4XA: from=<a@b>, size=1");
+	LOG(LOG_NOTICE, "qmgr: 0F3K2J8Q1ZP4X: short");
 	f = fopen(path, "r");
 	cr_assert_not_null(f);
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -268,15 +270,26 @@ Test(log, json_lines_to_a_file)
 			cr_assert_str_eq(json_string_value(json_object_get(j,
 				"msg")), "a \"quoted\" word, a \\ and a\nnew "
 				"line");
-		} else {
+		} else if (n == 1) {
 			cr_assert_str_eq(json_string_value(json_object_get(j,
 				"msg")), "second 2");
+			cr_assert_null(json_object_get(j, "component"));
+		} else if (n == 2) {
+			/* "component: QID: ..." as fields too */
+			cr_assert_str_eq(json_string_value(json_object_get(j,
+				"component")), "qmgr");
+			cr_assert_str_eq(json_string_value(json_object_get(j,
+				"qid")), "0F3K2J8Q1ZP4XA");
+		} else {
+			cr_assert_str_eq(json_string_value(json_object_get(j,
+				"component")), "qmgr");
+			cr_assert_null(json_object_get(j, "qid"));
 		}
 		json_decref(j);
 		n++;
 	}
 	fclose(f);
-	cr_assert_eq(n, 2);
+	cr_assert_eq(n, 4);
 	cr_assert_eq(log_open(LOG_FMT_TEXT, "/nonexistent/dir/log", err,
 			      sizeof(err)), -1);
 	cr_assert_not_null(strstr(err, "/nonexistent/dir/log"), "%s", err);
