@@ -12,10 +12,10 @@ still works from another address), and `dpmailctl user` editing the
 file while the daemon runs.
 
 The certificate is self-signed (scripts/gen-test-cert), made once per
-run; the user file is written with Python's crypt (libxcrypt yescrypt).
+run; the user file is written by `dpmailctl user add --password-stdin`
+(libxcrypt yescrypt), next to DPMAILD's build.
 """
 
-import crypt
 import os
 import socket
 import ssl
@@ -45,9 +45,16 @@ CLIENT_MAX_FAILURES = 30
 def _setup_files():
     subprocess.run([str(REPO / "scripts" / "gen-test-cert"), str(WORK)],
                    check=True, capture_output=True)
-    lines = [f"{u}:{crypt.crypt(p, '$y$j9T$' + os.urandom(12).hex()[:16])}"
-             for u, p in PASSWORDS.items()]
-    USERS.write_text("\n".join(lines) + "\n")
+    ctl = labmod.daemon_binary().parent / "dpmailctl"
+    USERS.write_text("")
+    for u, p in PASSWORDS.items():
+        subprocess.run([str(ctl), "user", "add", u, "--password-stdin",
+                        "--file", str(USERS)], input=p + "\n", text=True,
+                       check=True, capture_output=True)
+    users = [l for l in USERS.read_text().splitlines()
+             if l and not l.startswith("#")]
+    assert len(users) == len(PASSWORDS) and \
+        all(l.split(":")[1].startswith("$y$") for l in users), users
 
 
 _setup_files()
