@@ -592,20 +592,43 @@ void mo_dlv_send_next(struct dlv *d)
 
 /* ---- DNS over UDP ---------------------------------------------------- */
 
+static void dns_recv(struct stack *s, void *user, uint32_t src_ip,
+		     uint16_t src_port, uint16_t dst_port, const uint8_t *data,
+		     uint16_t len);
+
+static void dns_port_close(struct mta_out *o, unsigned i)
+{
+	udp_unbind(o->st, o->dns_ports[i].port);
+	o->dns_ports[i] = o->dns_ports[--o->n_dns_ports];
+}
+
+/* Each query from a fresh random port (RFC 5452 section 9.2). */
 static void dns_send(void *user, uint32_t ip, uint16_t port,
 		     const uint8_t *pkt, size_t len)
 {
 	struct mta_out *o = user;
+	struct mo_dns_port *p;
+	int sp;
 
-	for (unsigned i = 0; i < o->conf.n_resolvers; i++) {
-		if (o->conf.resolvers[i].ip != ip ||
-		    o->conf.resolvers[i].port != port || o->udp_port[i] <= 0)
-			continue;
-		if (len > UINT16_MAX ||
-		    udp_sendto(o->st, (uint16_t)o->udp_port[i], ip, port, pkt,
-			       (uint16_t)len) != 0)
-			LOG_RL(LOG_WARNING, "mta_out: DNS query not sent");
+	if (len > UINT16_MAX || o->n_dns_ports == MO_DNS_PORTS_MAX) {
+		LOG_RL(LOG_WARNING, "mta_out: DNS query not sent (%s)",
+		       len > UINT16_MAX ? "too long" : "too many in flight");
+		return; /* mta_dns retries, then fails the lookup */
+	}
+	sp = udp_bind(o->st, 0, ip, port, dns_recv, o);
+	if (sp <= 0) {
+		LOG_RL(LOG_WARNING, "mta_out: DNS query not sent (no port: "
+		       "%s)", strerror(-sp));
 		return;
+	}
+	p = &o->dns_ports[o->n_dns_ports++];
+	*p = (struct mo_dns_port){ .port = (uint16_t)sp, .rip = ip,
+				   .rport = port,
+				   .until = mo_now_ms(o) +
+					    o->conf.dns_timeout_ms };
+	if (udp_sendto(o->st, p->port, ip, port, pkt, (uint16_t)len) != 0) {
+		LOG_RL(LOG_WARNING, "mta_out: DNS query not sent");
+		dns_port_close(o, o->n_dns_ports - 1);
 	}
 }
 
@@ -616,9 +639,26 @@ static void dns_recv(struct stack *s, void *user, uint32_t src_ip,
 	struct mta_out *o = user;
 
 	(void)s;
-	(void)dst_port;
 	if (o->dns)
 		mta_dns_input(o->dns, mo_now_ms(o), src_ip, src_port, data, len);
+	/* one answer per port: from its resolver, the port is done (a
+	 * datagram from anyone else leaves it open for the real one) */
+	for (unsigned i = 0; i < o->n_dns_ports; i++)
+		if (o->dns_ports[i].port == dst_port) {
+			if (o->dns_ports[i].rip == src_ip &&
+			    o->dns_ports[i].rport == src_port)
+				dns_port_close(o, i);
+			break;
+		}
+}
+
+static void dns_ports_expire(struct mta_out *o, uint64_t now, bool all)
+{
+	for (unsigned i = 0; i < o->n_dns_ports;)
+		if (all || now >= o->dns_ports[i].until)
+			dns_port_close(o, i);
+		else
+			i++;
 }
 
 /* ---- the API --------------------------------------------------------- */
@@ -676,19 +716,9 @@ struct mta_out *mta_out_new(struct stack *st, unsigned worker,
 		dc.send_user = o;
 		if (mta_dns_new(&o->dns, &dc) != 0)
 			goto fail;
-		for (unsigned i = 0; i < c->n_resolvers; i++) {
-			o->udp_port[i] = udp_bind(st, 0, c->resolvers[i].ip,
-						  c->resolvers[i].port,
-						  dns_recv, o);
-			if (o->udp_port[i] <= 0)
-				goto fail;
-		}
 	}
 	return o;
 fail:
-	for (unsigned i = 0; i < MTA_DNS_RESOLVERS_MAX; i++)
-		if (o->udp_port[i] > 0)
-			udp_unbind(st, (uint16_t)o->udp_port[i]);
 	mta_dns_free(o->dns);
 	mo_tls_free(o);
 	free(o->helo);
@@ -867,6 +897,7 @@ void mta_out_tick(struct mta_out *o, uint64_t now)
 		o->now = now;
 	now = mo_now_ms(o);
 	mo_reap(o);
+	dns_ports_expire(o, now, false);
 	if (o->dns)
 		mta_dns_tick(o->dns, now);
 	for (c = o->conns; c != NULL; c = c->next) {
@@ -936,11 +967,7 @@ void mta_out_stop(struct mta_out *o)
 		dlv_finish(d);
 	}
 	o->kick = NULL;
-	for (unsigned i = 0; i < MTA_DNS_RESOLVERS_MAX; i++)
-		if (o->udp_port[i] > 0) {
-			udp_unbind(o->st, (uint16_t)o->udp_port[i]);
-			o->udp_port[i] = 0;
-		}
+	dns_ports_expire(o, 0, true);
 	mo_reap(o);
 	(void)hand_back(o);
 }

@@ -56,8 +56,11 @@
  * Limits: max_conns bounds the jobs being delivered at once (each holds
  * at most one connection); idle cached connections are counted apart, at
  * most cache_max, and a connection quitting after use lives until the
- * server answers QUIT (10 s at most). DNS queries leave from one random
- * ephemeral port per resolver, chosen at mta_out_new (not per query).
+ * server answers QUIT (10 s at most). Each DNS query (and each retry
+ * of it) leaves from a port of its own, random among the ephemeral ports
+ * that steer to this worker, closed by the first answer from its
+ * resolver or after dns_timeout_ms (RFC 5452: with the 16-bit ID, a
+ * spoofer must guess both); at most MO_DNS_PORTS_MAX in flight.
  * A job that finds no memory to be tracked comes back deferred (451
  * 4.3.0) from the next poll; only when 64 such jobs wait already is
  * done() called inside mta_out_submit.

@@ -82,6 +82,8 @@ struct dlv {
 	char key[KEY_MAX];
 };
 
+#define MO_DNS_PORTS_MAX 256
+
 struct mta_out {
 	struct stack *st;
 	unsigned worker;
@@ -90,7 +92,14 @@ struct mta_out {
 	mta_out_done_fn done;
 	void *user;
 	struct mta_dns *dns;
-	int udp_port[MTA_DNS_RESOLVERS_MAX];
+	/* a port per DNS query in flight (dns_send), closed by the answer
+	 * or when it expires (mta_out_tick) */
+	struct mo_dns_port {
+		uint16_t port, rport;
+		uint32_t rip;
+		uint64_t until;
+	} dns_ports[MO_DNS_PORTS_MAX];
+	unsigned n_dns_ports;
 	uint64_t now;
 	struct conn *conns;
 	struct conn *idle_head, *idle_tail;

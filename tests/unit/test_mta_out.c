@@ -831,6 +831,62 @@ UT_TEST(mta_out, no_resolver_and_dns_timeout_defer, ut_setup)
 	tjob_fini(&t);
 }
 
+/* RFC 5452: each query, retries too, from a port of its own; a datagram
+ * from anyone but the resolver leaves the port open for the real answer,
+ * which closes it; an expired try's port is closed too. */
+UT_TEST(mta_out, each_dns_query_from_its_own_port, ut_setup)
+{
+	struct mta_out_conf c;
+	struct tjob t;
+	struct srv s;
+	struct dq q1, q2;
+	struct ans a;
+	uint64_t np;
+
+	mta_out_conf_defaults(&c);
+	c.helo_name = "mx.test.example";
+	c.n_resolvers = 1;
+	c.resolvers[0].ip = UT_PEER_IP;
+	c.resolvers[0].port = 53;
+	c.dns_timeout_ms = 100;
+	c.dns_retries = 2;
+	start(&c);
+	tjob_init(&t, MTA_NH_MX, "example.org");
+	mta_out_submit(o, &t.j);
+	expect_dns(&q1, "example.org", 15);
+	expect_dns(&q2, "example.org", 15); /* the retry, 100 ms on */
+	cr_assert_neq(q1.sport, q2.sport, "the retry left from port %u too",
+		      q1.sport);
+	np = ut_ctr("udp.no_port");
+	/* an answer to the first try: its port is closed */
+	ans_init(&a, &q1, 0, 1, 1);
+	ans_mx(&a, 10, "mx1.example.org");
+	ans_a(&a, "mx1.example.org", "192.0.2.10");
+	dns_reply(&q1, &a);
+	cr_assert_eq(ut_ctr("udp.no_port"), np + 1);
+	ut_drain_tx(); /* our ICMP port unreachable */
+	/* the same answer to the retry's port from another source port:
+	 * ignored, and the port stays open */
+	ans_init(&a, &q2, 0, 1, 1);
+	ans_mx(&a, 10, "mx1.example.org");
+	ans_a(&a, "mx1.example.org", "192.0.2.10");
+	send_udp(UT_PEER_IP, 5353, q2.sport, a.b, a.n);
+	step();
+	cr_assert_eq(ut_ctr("udp.no_port"), np + 1);
+	/* the resolver's: taken, and the port closes behind it */
+	dns_reply(&q2, &a);
+	expect_syn(&s, "192.0.2.10", 25, 100);
+	dns_reply(&q2, &a);
+	cr_assert_eq(ut_ctr("udp.no_port"), np + 2);
+	ut_drain_tx();
+	srv_greet(&s);
+	srv_transaction(&s);
+	wait_back(1, 100);
+	check_250_550(&t);
+	finish();
+	tjob_fini(&t);
+}
+
 UT_TEST(mta_out, lost_mid_message_goes_to_the_next_mx, ut_setup)
 {
 	struct tjob t;
