@@ -960,6 +960,17 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 	    env->qid, env->mail_from, env->body_len, env->nrcpt);
 	m->refs++; /* held while admitting */
 	delay = msg_delay_ms(m, now);
+	if (state != NULL) {
+		/* back from the spool: the spool keeps each recipient's next
+		 * try, not the count of tries; the back-off goes on from the
+		 * count its time in the queue implies */
+		for (uint32_t i = 0; i < env->nrcpt; i++)
+			if (state[i] == SPOOL_RCPT_DEFERRED) {
+				m->attempts = mta_retry_attempts_for_age(
+					&q->c.retry, delay / 1000u);
+				break;
+			}
+	}
 	rd = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*rd));
 	nrec = mta_count_received(env->body, env->body_len);
 	for (uint32_t i = 0; i < env->nrcpt; i++) {

@@ -36,6 +36,27 @@ uint64_t mta_retry_next(const struct mta_retry_conf *c, uint64_t arrival_s,
 	return next > deadline ? deadline : next;
 }
 
+uint32_t mta_retry_attempts_for_age(const struct mta_retry_conf *c,
+				    uint64_t age_s)
+{
+	uint64_t t = 0;
+	uint32_t n = 0;
+
+	/* the first attempt at 0, the n+1-th one interval(n) after the
+	 * n-th: count those at or before age_s */
+	if (age_s == 0)
+		return 0;
+	while (n < 100000) {
+		uint64_t iv = mta_retry_next(c, 0, n + 1, t) - t;
+
+		n++;
+		if (iv == 0 || t + iv > age_s)
+			break;
+		t += iv;
+	}
+	return n;
+}
+
 bool mta_retry_expired(const struct mta_retry_conf *c, uint64_t arrival_s,
 		       uint64_t now_s)
 {

@@ -31,6 +31,14 @@ void mta_retry_conf_defaults(struct mta_retry_conf *c);
 uint64_t mta_retry_next(const struct mta_retry_conf *c, uint64_t arrival_s,
 			uint32_t attempts, uint64_t now_s);
 
+/* How many failed attempts the schedule above fits into age_s (the
+ * spool keeps each recipient's next try, not its count): after a
+ * restart, a message deferred for a day goes on at the long intervals
+ * it had reached, as Postfix derives its back-off from the time in the
+ * queue. 0 for age 0. */
+uint32_t mta_retry_attempts_for_age(const struct mta_retry_conf *c,
+				    uint64_t age_s);
+
 /* true once now_s >= arrival_s + lifetime_s: bounce, do not retry. */
 bool mta_retry_expired(const struct mta_retry_conf *c, uint64_t arrival_s,
 		       uint64_t now_s);

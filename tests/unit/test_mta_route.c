@@ -675,4 +675,21 @@ Test(mta_retry, arithmetic)
 	cr_expect(!mta_retry_expired(&c, UINT64_MAX - 5, UINT64_MAX - 1));
 	/* no failure yet: now */
 	cr_expect_eq(mta_retry_next(&c, t0, 0, now), now);
+	/* attempts that fit an age (tries at 0, 1200, 3600, 8400, 18000,
+	 * 32400, then every 14400 s) */
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 0), 0);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 1), 1);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 1199), 1);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 1200), 2);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 3599), 2);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 3600), 3);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 18000), 5);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 32400 + 14400 * 2), 8);
+	/* the next try after a restart is then as far off as it was */
+	cr_expect_eq(mta_retry_next(&c, t0, mta_retry_attempts_for_age(
+			&c, 86400), t0 + 86400), t0 + 86400 + 14400);
+	cr_expect_eq(mta_retry_attempts_for_age(&c, UINT64_MAX),
+		     mta_retry_attempts_for_age(&c, 432000));
+	c.first_s = 0;
+	cr_expect_eq(mta_retry_attempts_for_age(&c, 1000), 1);
 }
