@@ -779,7 +779,8 @@ def test_bad_requests_and_socket(ctl_lab, tmp_path):
 @pytest.mark.pmds("tap")
 def test_json_log_lines(ctl_lab):
     """[log] format = json: every log line is one JSON object (time,
-    level, msg), the queued and delivery lines among them."""
+    level, msg; component and qid where the line names them), the
+    queued and delivery lines among them."""
     w = ctl_lab(extra={"log": {"format": "json"}})
     lb = w.lab
     qid = ml.send(w, ["bob@dpmail.test"], ml.message("j0",
@@ -792,6 +793,12 @@ def test_json_log_lines(ctl_lab):
             objs.append(json.loads(line))
     assert any("dpmaild: ready" in o["msg"] for o in objs)
     assert any(qid in o["msg"] for o in objs), [o["msg"] for o in objs]
-    assert all(set(o) == {"time", "level", "msg"} for o in objs)
+    # "component: [QID: ]text" lines carry those as fields besides
+    assert all({"time", "level", "msg"} <= set(o) <=
+               {"time", "level", "component", "qid", "msg"}
+               for o in objs), [o for o in objs if set(o) - {
+                   "time", "level", "component", "qid", "msg"}]
+    assert any(o.get("qid") == qid and o["msg"].startswith(
+        f"{o['component']}: {qid}: ") for o in objs), objs
     # (DPDK's own EAL/PMD messages and the counter tables stay plain)
     assert len(objs) >= 5
