@@ -937,8 +937,9 @@ def send(w, rcpts, data, sender="alice@dpmail.test", params="",
     return qid
 
 
-async def _send_session(ns, host, port, work, results, timeout):
+async def _send_session(ns, host, port, work, results, timeout, holds=()):
     loop = asyncio.get_running_loop()
+    sent = 0
     sock = sc.ns_socket(ns)
     sock.setblocking(False)
     await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
@@ -954,6 +955,10 @@ async def _send_session(ns, host, port, work, results, timeout):
         writer.write(b"EHLO client.example\r\n")
         await reply()
         while work:
+            for at, ev in holds:        # parked, the connection open
+                while sent == at and not ev.is_set():
+                    await asyncio.sleep(0.01)
+            sent += 1
             key, sender, rcpts, data = work.pop()
             cmds = [f"MAIL FROM:<{sender}>\r\n"] + \
                 [f"RCPT TO:<{a}>\r\n" for a in rcpts] + ["DATA\r\n"]
@@ -976,11 +981,13 @@ async def _send_session(ns, host, port, work, results, timeout):
 
 
 def send_many(ns, items, sessions=8, per_conn=100, host=DAEMON_IP, port=25,
-              timeout=60):
+              timeout=60, holds=()):
     """Send `items` [(key, sender, [rcpts], data)] over `sessions`
     parallel connections, `per_conn` messages each (pipelined MAIL/RCPT/
     DATA). Returns {key: (qid, 250)} for the accepted ones and
-    {key: ("rejected"|"failed"|"error", detail)} for the others."""
+    {key: ("rejected"|"failed"|"error", detail)} for the others.
+    `holds` [(count, threading.Event)]: each connection, once it has sent
+    `count` messages, waits (still open) until the event is set."""
     results = {}
     batches = [list(reversed(items[i:i + per_conn]))
                for i in range(0, len(items), per_conn)]
@@ -990,7 +997,8 @@ def send_many(ns, items, sessions=8, per_conn=100, host=DAEMON_IP, port=25,
             b = q.pop()
             keys = [x[0] for x in b]
             try:
-                await _send_session(ns, host, port, b, results, timeout)
+                await _send_session(ns, host, port, b, results, timeout,
+                                    holds)
             except (OSError, asyncio.TimeoutError, sc.SMTPError,
                     ConnectionError) as e:
                 for k in keys:

@@ -428,20 +428,37 @@ def test_reload_limits_under_load(ctl_lab):
         e = old.ehlo()
         assert e.code == 250 and ehlo_size(e) == 200000, e
 
-        n = 800
+        # 16 sessions of 50 messages each. Each parks (connection open)
+        # after its 10th message until `go`, then after its 30th until
+        # `done`: `go` is set just before the reload and `done` after it
+        # returns, so the 16 sessions send while the reload runs and all
+        # of them span it, however fast the machine is.
+        n, sessions = 800, 16
         results = {}
+        go, done = threading.Event(), threading.Event()
 
         def load():
-            results.update(ml.send_many(lb.ns, items(n, "L"), sessions=16,
-                                        per_conn=50))
+            results.update(ml.send_many(lb.ns, items(n, "L"),
+                                        sessions=sessions, per_conn=50,
+                                        holds=((10, go), (30, done))))
         t = threading.Thread(target=load)
         t.start()
-        wait(lambda: ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
-             >= 20, 60, "20 messages of the load accepted")
-        r = reload_ok(lb, conf_with(lb.conf_path.read_text(),
-                                    ("smtp", "max_message_size", "100000"),
-                                    ("smtp", "max_recipients", "100")))
-        during = ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
+        try:
+            wait(lambda: ctlj(lb, "stats")["total"]["smtp"][
+                 "messages_queued"] >= 10 * sessions, 60,
+                 "the load's first 10 messages per session accepted")
+            # parked: the 16 load sessions and `old`, established
+            est = ctlj(lb, "stats")["total"]["tcp_states"]["established"]
+            assert est >= sessions + 1, est
+            go.set()
+            r = reload_ok(lb, conf_with(lb.conf_path.read_text(),
+                                        ("smtp", "max_message_size",
+                                         "100000"),
+                                        ("smtp", "max_recipients", "100")))
+            during = ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
+        finally:
+            go.set()
+            done.set()
         assert "smtp" in r["applied"] and r["restart_needed"] == [], r
         t.join(180)
         assert not t.is_alive()
@@ -449,7 +466,8 @@ def test_reload_limits_under_load(ctl_lab):
         assert len(results) == n and not bad, \
             f"{len(bad)} of {n} not taken: {list(bad.items())[:5]}"
         # the reload came while the load ran, not after it
-        assert during < n, f"the load was over ({during}) at the reload"
+        assert during <= 30 * sessions < n, \
+            f"the load was over ({during}) at the reload"
 
         # the session from before the reload: its old limits
         e = old.ehlo()
@@ -673,7 +691,7 @@ def test_reload_reply_and_queue_settings(ctl_lab):
     assert lines[0] == f"reloaded {lb.conf_path}", human
     assert any(l.startswith("applied:") and " smtp" in l for l in lines), \
         human
-    assert any(l.startswith("restart needed:") and "net/stack/tcp" in l
+    assert any(l.startswith("needs a restart:") and "net/stack/tcp" in l
                for l in lines), human
     # the listener did not move: 25 answers, 2525 does not
     with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
