@@ -120,7 +120,7 @@ def lab(request, pmd, tmp_path, lab_preflight):
         lb.start()
     except labmod.LabError as e:
         problems = lb.close()
-        _save_log(lb, request.node.name)
+        labmod.save_log(lb, request.node.name)
         extra = ("\nteardown: " + "; ".join(problems)) if problems else ""
         pytest.fail(f"lab start ({pmd}): {e}{extra}", pytrace=False)
     except BaseException:
@@ -129,22 +129,6 @@ def lab(request, pmd, tmp_path, lab_preflight):
     try:
         yield lb
     finally:
-        problems = lb.close()
-        failed = any(getattr(request.node, "rep_" + w, None) is not None
-                     and getattr(request.node, "rep_" + w).failed
-                     for w in ("setup", "call"))
-        _save_log(lb, request.node.name)
-        if problems or failed:
-            print(f"\n--- dpmaild log tail ({lb.pmd}, {lb.ns}, "
-                  f"{lb.log_path}) ---\n{lb.log_tail(60)}")
-        if problems:
-            pytest.fail("teardown: " + "; ".join(problems), pytrace=False)
+        labmod.close_labs(request, [lb], tail=60)
 
 
-def _save_log(lb, name):
-    d = os.environ.get("DPMAIL_RESULTS")
-    if d and lb.log_path.exists():
-        dst = os.path.join(d, "logs")
-        os.makedirs(dst, exist_ok=True)
-        safe = "".join(c if c.isalnum() or c in "-_.[]" else "_" for c in name)
-        shutil.copy(lb.log_path, os.path.join(dst, safe + ".log"))

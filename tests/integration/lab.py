@@ -617,3 +617,36 @@ class Lab:
                 if self in _LABS:
                     _LABS.remove(self)
         return problems
+
+
+def save_log(lb, name):
+    """Copy the daemon's log to $DPMAIL_RESULTS/logs/NAME.log (CI keeps it)."""
+    d = os.environ.get("DPMAIL_RESULTS")
+    if d and lb.log_path.exists():
+        dst = os.path.join(d, "logs")
+        os.makedirs(dst, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_.[]" else "_" for c in name)
+        shutil.copy(lb.log_path, os.path.join(dst, safe + ".log"))
+
+
+def close_labs(request, labs, tail=80):
+    """A fixture's teardown: close each lab (worlds first: anything with a
+    .lab is closed, then its lab), keep its log, print the log's tail when
+    the test failed or the teardown found a problem; any problem (a leak,
+    a sanitizer report, a bad exit status) fails the test."""
+    import pytest
+    failed = any(getattr(request.node, "rep_" + w, None) is not None
+                 and getattr(request.node, "rep_" + w).failed
+                 for w in ("setup", "call"))
+    problems = []
+    for x in labs:
+        lb = getattr(x, "lab", x)
+        if lb is not x:
+            x.close()
+        problems += lb.close()
+        save_log(lb, request.node.name)
+        if problems or failed:
+            print(f"\n--- dpmaild log tail ({lb.pmd}, {lb.ns}, "
+                  f"{lb.log_path}) ---\n{lb.log_tail(tail)}")
+    if problems:
+        pytest.fail("teardown: " + "; ".join(problems), pytrace=False)

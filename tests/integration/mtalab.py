@@ -1011,7 +1011,36 @@ def send_many(ns, items, sessions=8, per_conn=100, host=DAEMON_IP, port=25,
     return results
 
 
+def wait(pred, timeout, what):
+    """pred()'s first true value, polled every 0.1 s for `timeout` s;
+    AssertionError naming `what` when it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 # ---------------------------------------------------------------- the world
+
+def start_world(lb, workdir, conf, made):
+    """Start the daemon of `lb` (a Lab made with mta_config's `conf`) in an
+    MtaWorld at `workdir`. The world goes on `made` first, so that the
+    fixture's teardown (lab.close_labs) closes it even when the start
+    fails; a failed start fails the test. Returns the world, .mail_dir
+    set."""
+    import pytest
+    world = MtaWorld(lb, workdir)
+    made.append(world)
+    try:
+        lb.start()
+    except LabError as e:
+        pytest.fail(f"lab start ({lb.pmd}): {e}", pytrace=False)
+    world.mail_dir = Path(conf["mailbox"]["dir"])
+    return world
+
 
 class MtaWorld:
     """Everything a test starts around the daemon, closed in one go."""

@@ -112,27 +112,13 @@ def ctl_lab(request, pmd, tmp_path, lab_preflight):
         conf = ml.mta_config(tmp_path / "conf", extra=extra, **kw)
         lb = labmod.Lab(pmd, tmp_path / "daemon", name=request.node.name,
                         config=conf)
-        world = ml.MtaWorld(lb, tmp_path / "world")
-        made.append(world)
-        try:
-            lb.start()
-        except labmod.LabError as e:
-            pytest.fail(f"lab start ({pmd}): {e}", pytrace=False)
-        world.mail_dir = Path(conf["mailbox"]["dir"])
+        world = ml.start_world(lb, tmp_path / "world", conf, made)
         world.conf_dir = tmp_path / "conf"   # users, aliases, transport
         sl.wait_reachable(lb)
         return world
 
     yield make
-    problems = []
-    for w in made:
-        w.close()
-        problems += w.lab.close()
-        if problems:
-            print(f"\n--- dpmaild log tail ({w.lab.ns}) ---\n"
-                  f"{w.lab.log_tail(80)}")
-    if problems:
-        pytest.fail("teardown: " + "; ".join(problems), pytrace=False)
+    labmod.close_labs(request, made)
 
 
 def items(n, tag, to="bob@dpmail.test", sender=SENDER, size=400):
@@ -141,14 +127,7 @@ def items(n, tag, to="bob@dpmail.test", sender=SENDER, size=400):
             for i in range(n)]
 
 
-def wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+wait = ml.wait
 
 
 # ---------------------------------------------------------------- tests

@@ -20,7 +20,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -150,27 +149,13 @@ def log_lab(request, pmd, tmp_path, lab_preflight):
                     config=conf, extra=read)
         if syslog is not None:
             lb.launcher = list(syslog.launcher)
-        world = ml.MtaWorld(lb, tmp_path / "world")
-        made.append(world)
-        try:
-            lb.start()
-        except labmod.LabError as e:
-            pytest.fail(f"lab start ({pmd}): {e}", pytrace=False)
-        world.mail_dir = Path(conf["mailbox"]["dir"])
+        world = ml.start_world(lb, tmp_path / "world", conf, made)
         world.sink = world.minisink(SINK_IP, SINK_PORT)
         sl.wait_reachable(lb)
         return world
 
     yield make
-    problems = []
-    for w in made:
-        w.close()
-        problems += w.lab.close()
-        if problems:
-            print(f"\n--- dpmaild log ({w.lab.ns}) ---\n"
-                  f"{w.lab.log_tail(80)}")
-    if problems:
-        pytest.fail("teardown: " + "; ".join(problems), pytrace=False)
+    labmod.close_labs(request, made)
 
 
 @pytest.fixture
@@ -182,14 +167,7 @@ def syslog_sink():
         s.close()
 
 
-def wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+wait = ml.wait
 
 
 def send_two(w):
@@ -335,7 +313,7 @@ def test_event_lines_relay_and_local(log_lab, tmp_path):
     qr, dr = sent["relay"]
     wait_line(lb, rf"qmgr: {ql}: removed$", "local message removed")
     wait_line(lb, rf"qmgr: {qr}: removed$", "relayed message removed")
-    wait_line(lb, rf"smtpd: disconnect from .* messages=1", "disconnects")
+    wait_line(lb, r"smtpd: disconnect from .* messages=1", "disconnects")
     text = out.read_text()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z notice: dpmaild ", text)
     check_events(text, ql, dl, LOCAL_RCPT, "local",

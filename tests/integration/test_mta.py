@@ -30,7 +30,6 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -95,38 +94,14 @@ def mta_lab(request, pmd, tmp_path, lab_preflight):
         conf = ml.mta_config(tmp_path / "conf", **kw)
         lb = labmod.Lab(pmd, tmp_path / "daemon", name=request.node.name,
                         config=conf)
-        world = ml.MtaWorld(lb, tmp_path / "world")
-        made.append(world)
-        try:
-            lb.start()
-        except labmod.LabError as e:
-            pytest.fail(f"lab start ({pmd}): {e}", pytrace=False)
-        world.mail_dir = Path(conf["mailbox"]["dir"])
+        world = ml.start_world(lb, tmp_path / "world", conf, made)
         world.add_addresses([ip for ip in ml.SINK_IPS])
         world.start_dns(**ZONE)
         sl.wait_reachable(lb)
         return world
 
     yield make
-    problems = []
-    for w in made:
-        w.close()
-        problems += w.lab.close()
-        failed = any(getattr(request.node, "rep_" + x, None) is not None
-                     and getattr(request.node, "rep_" + x).failed
-                     for x in ("setup", "call"))
-        d = os.environ.get("DPMAIL_RESULTS")
-        if d and w.lab.log_path.exists():
-            import shutil
-            os.makedirs(os.path.join(d, "logs"), exist_ok=True)
-            safe = re.sub(r"[^A-Za-z0-9_.\[\]-]", "_", request.node.name)
-            shutil.copy(w.lab.log_path, os.path.join(d, "logs",
-                                                     safe + ".log"))
-        if problems or failed:
-            print(f"\n--- dpmaild log tail ({w.lab.ns}, {w.lab.log_path}) "
-                  f"---\n{w.lab.log_tail(80)}")
-    if problems:
-        pytest.fail("teardown: " + "; ".join(problems), pytrace=False)
+    labmod.close_labs(request, made)
 
 
 # ---------------------------------------------------------------- helpers

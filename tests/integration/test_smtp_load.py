@@ -24,7 +24,7 @@ import pytest
 
 import smtpclient as sc
 import smtplab as sl
-from lab import DAEMON_IP, LabError, record_result
+from lab import DAEMON_IP, record_result
 
 pytestmark = [pytest.mark.netns, pytest.mark.pmds("tap"),
               pytest.mark.lab_config(tcp={"msl_ms": 1000})]

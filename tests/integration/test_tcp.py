@@ -9,10 +9,8 @@ build only; conftest.py skips them under DPMAIL_SANITIZER=1.
 """
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
