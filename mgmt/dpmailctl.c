@@ -6,13 +6,20 @@
  * with `spool dump`) is here now.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "mgmt/config.h"
 #include "mgmt/ctl_client.h"
+#include "mgmt/smtpd_tls.h"
+#include "mta/mta_policy.h"
+#include "mta/mta_route.h"
+#include "tls/tls.h"
 #include "mgmt/dpmailctl_user.h"
 #include "store/spool.h"
 
@@ -26,8 +33,10 @@ static void usage(FILE *f)
 		"Usage: dpmailctl [--help] [--version] VERB ...\n"
 		"\n"
 		"Verbs:\n"
-		"  config check [FILE]   check a configuration file (default\n"
-		"                        %s/dpmail.conf); prints 'FILE: ok'\n"
+		"  config check [FILE] [--json]\n"
+		"                        check a configuration file (default\n"
+		"                        %s/dpmail.conf) and the tables and\n"
+		"                        certificates it names; prints 'FILE: ok'\n"
 		"                        or 'FILE:LINE: [section] key: reason'\n"
 		"  spool dump DIR [--json] [--body]\n"
 		"                        list every message in a spool directory\n"
@@ -44,36 +53,95 @@ static void usage(FILE *f)
 	ctlc_usage(f);
 }
 
+/* What `reload` would refuse, refused here too: the file, then the tables
+ * and certificates it names, each loaded as the daemon loads them. */
+static int check_loads(struct dpmail_conf *conf, const char *path,
+		       char *err, size_t len)
+{
+	struct mta_policy *policy = NULL;
+	struct mta_route *route = NULL;
+	struct tls_ctx *tls = NULL;
+	char e[512];
+	int rc = -1;
+
+	if (config_load(conf, path, err, len) != 0)
+		return -1;
+	if (mta_policy_load(&policy, &conf->policy, e, sizeof(e)) != 0)
+		snprintf(err, len, "%s: policy: %s", path, e);
+	else if (mta_route_load(&route, &conf->route, e, sizeof(e)) != 0)
+		snprintf(err, len, "%s: routing: %s", path, e);
+	else if (smtpd_tls_ctx_build(&conf->smtpd.tls, &tls, e,
+				     sizeof(e)) != 0)
+		snprintf(err, len, "%s: [tls]: %s", path, e);
+	else
+		rc = 0;
+	tls_ctx_free(tls);
+	mta_route_free(route);
+	mta_policy_free(policy);
+	return rc;
+}
+
 static int config_check(int argc, char **argv)
 {
 	static struct dpmail_conf conf;
-	const char *path = DPMAIL_SYSCONFDIR "/dpmail.conf";
+	const char *path = NULL;
 	char err[1024];
+	bool json = false;
+	json_t *r;
 
-	if (argc > 1 && (strcmp(argv[1], "--help") == 0 ||
-			 strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: dpmailctl config check [FILE]\n"
-		       "Loads FILE as dpmaild would and reports the first "
-		       "error with its line.\n");
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			printf("Usage: dpmailctl config check [FILE] [--json]\n"
+			       "Loads FILE (default %s/dpmail.conf, or -c "
+			       "FILE) as dpmaild\nwould, with the tables "
+			       "and certificates it names (users,\naliases, "
+			       "transport, [tls] cert_file), and reports "
+			       "the first\nerror with its file and line: "
+			       "what `reload` would refuse.\nExit codes: 0 "
+			       "ok, 1 the check failed, 2 usage error.\n",
+			       DPMAIL_SYSCONFDIR);
+			return 0;
+		}
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if ((strcmp(argv[i], "-s") == 0 ||
+			    strcmp(argv[i], "--socket") == 0) && i + 1 < argc) {
+			i++;    /* the daemon is not asked: no socket needed */
+		} else if ((strcmp(argv[i], "-c") == 0 ||
+			    strcmp(argv[i], "--config") == 0) &&
+			   i + 1 < argc && path == NULL) {
+			path = argv[++i];    /* dpmailctl -c FILE config check */
+		} else if (argv[i][0] != '-' && path == NULL) {
+			path = argv[i];
+		} else {
+			fprintf(stderr, "dpmailctl: config check: unexpected "
+				"'%s' (one FILE; see config check --help)\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	if (path == NULL)
+		path = DPMAIL_SYSCONFDIR "/dpmail.conf";
+	if (check_loads(&conf, path, err, sizeof(err)) != 0) {
+		if (!json) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		r = json_pack("{s:b,s:s,s:s}", "ok", 0, "config", path,
+			      "error", err);
+	} else if (!json) {
+		printf("%s: ok\n", path);
 		return 0;
+	} else {
+		r = json_pack("{s:b,s:s}", "ok", 1, "config", path);
 	}
-	if (argc == 3 && (strcmp(argv[1], "-c") == 0 ||
-			  strcmp(argv[1], "--config") == 0)) {
-		argv++; /* dpmailctl -c FILE config check */
-		argc--;
-	}
-	if (argc > 2) {
-		fprintf(stderr, "dpmailctl: config check takes one file\n");
-		return 2;
-	}
-	if (argc == 2)
-		path = argv[1];
-	if (config_load(&conf, path, err, sizeof(err)) != 0) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
-	printf("%s: ok\n", path);
-	return 0;
+	bool ok = json_is_true(json_object_get(r, "ok"));
+
+	json_dumpf(r, stdout, JSON_INDENT(2));
+	putchar('\n');
+	json_decref(r);
+	return ok ? 0 : 1;
 }
 
 /* ---- spool dump ---- */

@@ -327,11 +327,20 @@ def reload_ok(lb, text):
 
 
 def reload_refused(lb, text):
-    """Write `text` and reload: refused (exit 1); dpmailctl's stderr."""
+    """Write `text` and reload: refused (exit 1); dpmailctl's stderr.
+    `config check` on the file refuses it first, with the same reason."""
     lb.conf_path.write_text(text)
+    c = ctl(lb, "config", "check", str(lb.conf_path), check=False)
+    assert c.returncode == 1 and c.stdout == "", (c.returncode, c.stdout,
+                                                  c.stderr)
+    why = c.stderr.strip().splitlines()[-1]
+    cj = ctl(lb, "config", "check", "--json", str(lb.conf_path), check=False)
+    assert cj.returncode == 1 and json.loads(cj.stdout) == {
+        "ok": False, "config": str(lb.conf_path), "error": why}, cj.stdout
     r = ctl(lb, "reload", check=False)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.strip() == "", r.stdout
+    assert why in r.stderr, (why, r.stderr)
     return r.stderr
 
 
@@ -352,7 +361,8 @@ def rcpt_replies(c, addrs):
 
 @pytest.mark.pmds("tap")
 def test_reload_good_and_bad(ctl_lab):
-    """A bad file is refused with file:line:reason and the daemon goes on;
+    """config check passes the running file; a bad file is refused by
+    config check and by reload with file:line:reason, and the daemon goes on;
     a good one applies the log level and the [smtp] limits at once (no
     restart needed for them); sessions running meanwhile are not
     dropped."""
@@ -366,12 +376,13 @@ def test_reload_good_and_bad(ctl_lab):
                                     per_conn=100))
     t = threading.Thread(target=load)
     t.start()
-    lb.conf_path.write_text(good + "\n[smtp]\nmax_recipients = lots\n")
-    bad = ctl(lb, "reload", check=False)
-    assert bad.returncode == 1, bad
+    assert ctl(lb, "config", "check", str(lb.conf_path)).stdout == \
+        f"{lb.conf_path}: ok\n"
+    assert ctlj(lb, "config", "check", str(lb.conf_path)) == {
+        "ok": True, "config": str(lb.conf_path)}
+    bad = reload_refused(lb, good + "\n[smtp]\nmax_recipients = lots\n")
     n = len(good.splitlines()) + 3
-    assert f"{lb.conf_path}:{n}: [smtp] max_recipients" in bad.stderr, \
-        bad.stderr
+    assert f"{lb.conf_path}:{n}: [smtp] max_recipients" in bad, bad
     assert ctlj(lb, "status")["ok"]
     text = labmod.set_ini(good, "log", "level", "debug")
     text = labmod.set_ini(text, "smtp", "max_recipients", "200")
