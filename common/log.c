@@ -196,3 +196,19 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	ssize_t r = write(log_fd, line, n);
 	(void)r;
 }
+
+bool log_rl_allow(struct log_rl *r, enum log_level level)
+{
+	uint64_t n;
+
+	if (!ratelimit_allow(&r->rl, ratelimit_now_ms())) {
+		__atomic_fetch_add(&r->suppressed, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	n = __atomic_exchange_n(&r->suppressed, 0, __ATOMIC_RELAXED);
+	if (n != 0)
+		log_msg(level, "log: %llu line%s like the next %s suppressed "
+			"(rate limit)", (unsigned long long)n,
+			n == 1 ? "" : "s", n == 1 ? "was" : "were");
+	return true;
+}

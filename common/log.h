@@ -11,6 +11,7 @@
 #ifndef DPMAIL_COMMON_LOG_H
 #define DPMAIL_COMMON_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,17 +52,29 @@ void log_msg(enum log_level level, const char *fmt, ...)
  * Rate-limited log for peer-triggered events: at most 10 lines a second
  * (burst 20) per call site, process-wide. The bucket is racy across
  * threads by design: an occasional extra line is harmless, a lock is not.
+ * The lines a call site suppresses are counted, and the next line it
+ * writes is preceded by "log: N lines like the next were suppressed (rate
+ * limit)", so an operator knows a flood happened and how big it was.
  */
 #define LOG_RL(level, ...) LOG_RLN(level, 10, 20, __VA_ARGS__)
+
+struct log_rl {
+	struct ratelimit rl;
+	uint64_t suppressed; /* atomic: lines dropped since the last one */
+};
+
+/* true: write the line (after the count of those suppressed, if any). */
+bool log_rl_allow(struct log_rl *r, enum log_level level);
 
 /* The same with its own rate and burst: for events a peer triggers but
  * an operator wants every one of under normal load (connect and
  * disconnect lines: 1,000 a second). */
 #define LOG_RLN(level, rate, burst, ...)                                       \
 	do {                                                                   \
-		static struct ratelimit log_rl_ = RATELIMIT_INIT(rate, burst); \
+		static struct log_rl log_rl_ = {                               \
+			.rl = RATELIMIT_INIT(rate, burst) };                   \
 		if ((level) <= log_get_level() &&                              \
-		    ratelimit_allow(&log_rl_, ratelimit_now_ms()))             \
+		    log_rl_allow(&log_rl_, (level)))                           \
 			log_msg((level), __VA_ARGS__);                         \
 	} while (0)
 

@@ -5,7 +5,8 @@ to a sink and one delivered locally (connect, accepted with size, sender
 and recipient count, each delivery attempt with relay, delay, DSN status
 and the remote reply, removal, disconnect), in the spirit of Postfix's.
 The same run checks what `dpmailctl stats` and the metrics say about TCP
-connections by state and per listener.
+connections by state and per listener. A peer's flood of rejections is
+rate-limited in the log, and what was dropped is counted there.
 
 syslog: when /dev/log does not exist the test binds it for its own run
 and removes it afterwards; when it exists (a real syslogd, or another
@@ -20,12 +21,14 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import lab as labmod
 import mtalab as ml
+import smtpclient as sc
 import smtplab as sl
 
 pytestmark = [pytest.mark.netns]
@@ -412,3 +415,44 @@ def test_event_lines_bounce_deferral_expiry(log_lab, tmp_path):
                      rf"\(mail forwarding loop", text, re.M), \
         f"loop bounce line of {ql} without delay=:\n" + \
         "\n".join(l for l in text.splitlines() if ql in l)
+
+
+@pytest.mark.pmds("tap")
+def test_peer_flood_is_rate_limited(log_lab, tmp_path):
+    """A client that makes the daemon log as fast as it can write (300
+    pipelined RCPTs to unknown users) gets a 550 for each, but the log
+    takes the call site's burst and rate (LOG_RL: 20, then 10 a second),
+    not 300 lines; the next line after the flood says how many were
+    suppressed, and written + suppressed is exactly what the peer sent."""
+    out = tmp_path / "dpmaild.log"
+    w = log_lab({"output": str(out)}, extra={"smtp": {"max_errors": 1000}})
+    lb = w.lab
+    n = 300
+    rx = re.compile(r"reject: RCPT from .*: 550 5\.1\.1 <nouser\d+@dpmail"
+                    r"\.test>: user unknown", re.M)
+    with sc.Conn(lb.ns, ml.DAEMON_IP, 25, timeout=30) as c:
+        assert c.ehlo().code == 250
+        assert c.cmd(f"MAIL FROM:<{SENDER}>").code == 250
+        t0 = time.monotonic()
+        c.send("".join(f"RCPT TO:<nouser{i}@dpmail.test>\r\n"
+                       for i in range(n)))
+        reps = [c.reply() for _ in range(n)]
+        took = time.monotonic() - t0
+        assert all(r.code == 550 and "5.1.1" in r.text for r in reps), \
+            [str(r) for r in reps if r.code != 550][:3]
+        logged = len(rx.findall(out.read_text()))
+        assert 20 <= logged <= 20 + 10 * (took + 1) and logged < n, \
+            (logged, took)
+        time.sleep(1.2)                  # a token back
+        r = c.cmd(f"RCPT TO:<nouser{n}@dpmail.test>")
+        assert r.code == 550, r
+        m = wait(lambda: re.search(r"info: log: (\d+) lines like the next "
+                                   r"were suppressed \(rate limit\)\n.*"
+                                   rf"<nouser{n}@dpmail\.test>: user unknown",
+                                   out.read_text()),
+                 10, "the count of suppressed lines")
+        assert logged + int(m.group(1)) == n, (logged, m.group(1))
+        assert len(rx.findall(out.read_text())) == logged + 1
+        assert c.cmd("QUIT").code == 221
+    print(f"\n{n} rejected RCPTs in {took:.2f} s: {logged} logged, "
+          f"{m.group(1)} suppressed and counted")

@@ -295,3 +295,46 @@ Test(log, json_lines_to_a_file)
 	cr_assert_not_null(strstr(err, "/nonexistent/dir/log"), "%s", err);
 	unlink(path);
 }
+
+static void flood_line(int i)
+{
+	LOG_RLN(LOG_NOTICE, 1, 3, "flood %d", i);
+}
+
+/* LOG_RL (common/log.h): a call site writes its burst, counts what it
+ * drops, and says how many before its next line. */
+Test(log, rate_limited_lines_count_what_they_drop)
+{
+	char path[] = "/tmp/ut-log-XXXXXX", err[256], line[4096];
+	int fd = mkstemp(path), n = 0, floods = 0;
+	FILE *f;
+
+	cr_assert(fd >= 0);
+	close(fd);
+	cr_assert_eq(log_open(LOG_FMT_TEXT, path, err, sizeof(err)), 0, "%s",
+		     err);
+	for (int i = 0; i < 100; i++)
+		flood_line(i);
+	usleep(1100 * 1000);    /* one token back */
+	flood_line(100);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, "notice: flood ") != NULL) {
+			/* 0, 1, 2 (the burst), then 100 */
+			cr_assert_eq(atoi(strstr(line, "flood ") + 6),
+				     floods < 3 ? floods : 100, "%s", line);
+			floods++;
+		} else {
+			cr_assert_not_null(strstr(line, "notice: log: 97 lines "
+				"like the next were suppressed (rate limit)"),
+				"%s", line);
+			cr_assert_eq(floods, 3, "before the line after them");
+		}
+		n++;
+	}
+	fclose(f);
+	cr_assert_eq(floods, 4);
+	cr_assert_eq(n, 5);
+	unlink(path);
+}
