@@ -13,8 +13,13 @@
  * Must never: mark a recipient delivered or bounced before the delivery
  * (or the bounce) is durable; free a message while a job, a batch or a
  * spool request still points at it; block a worker.
+ *
+ * The core is here; the local delivery thread is in mta_qmgr_local.c,
+ * control requests (dpmailctl) in mta_qmgr_ctl.c, the queue read back at
+ * start-up in mta_qmgr_recover.c. What they share: mta_qmgr_int.h.
  */
 #include "mta/mta_qmgr.h"
+#include "mta/mta_qmgr_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -38,156 +43,10 @@
 
 #define IN_RING (1u << 16)
 #define JOB_RING (1u << 12)
-#define DEST_BUCKETS 1024
 #define SCAN_MS 250
 #define SPOOL_RETRY_MS 1000
-#define DIAG_MAX 320
 
-/* per-recipient flags */
-#define RF_FAIL 0x01     /* failed, waiting for its bounce to be queued */
-#define RF_BOUNCING 0x02 /* its bounce is on the way to the spool */
-#define RF_WARNED 0x04   /* a delay report went out */
-#define RF_ACTIVE 0x08   /* in a job or a mailbox batch now */
-
-struct dest;
-
-struct qrcpt {
-	uint8_t state;       /* enum spool_rcpt_state */
-	uint8_t flags;
-	struct dest *d;      /* where it goes (NULL: final or unrouted) */
-	char *mailbox;       /* local recipients */
-	uint64_t next_try_s;
-	char status[16];     /* the last outcome, for reports */
-	char diag[DIAG_MAX];
-	char remote[MTA_HOST_MAX + 1];
-	uint64_t last_us;
-};
-
-struct qmsg {
-	struct qmsg *prev, *next;
-	struct envelope *env;
-	struct qrcpt *r;
-	uint32_t open;       /* recipients not final */
-	uint32_t refs;       /* entries, jobs, batches, spool requests */
-	uint32_t attempts;
-	bool bouncing;       /* a bounce request is in flight */
-	bool held;           /* dpmailctl queue hold */
-	/* the body in memory ([mta] memory_mb): pins are the jobs, mailbox
-	 * batches and reports using it; unpinned and in memory, it is on
-	 * the LRU list, from which bodies are let go (body_out) */
-	bool body_out, on_lru;
-	uint32_t pins;
-	struct qmsg *lprev, *lnext;
-};
-
-struct dest;
-
-struct qentry {
-	struct qentry *next;
-	struct qmsg *m;
-	struct dest *d;
-	uint64_t due_ms;
-	uint32_t n;
-	uint32_t idx[];
-};
-
-struct dest {
-	struct dest *hnext;
-	struct dest *wnext;
-	bool on_work, local, suspended;
-	uint32_t ndeferred;      /* entries of it on the deferred list */
-	char key[MTA_HOST_MAX + 24];
-	struct mta_nexthop nh;
-	struct qentry *head, *tail;
-	uint32_t nready, active, fail_streak;
-	uint64_t backoff_until_ms;
-	char why[256];
-	struct ratelimit rl;
-};
-
-enum qreq_kind { QR_STATE = 1, QR_BOUNCE, QR_REPORT };
-
-struct qreq {
-	struct spool_req r;
-	struct qreq *next;
-	enum qreq_kind kind;
-	struct qmsg *m;          /* STATE, BOUNCE: the message it is about */
-	struct envelope *dsn;    /* BOUNCE, REPORT: the new message */
-	uint32_t n;              /* BOUNCE: recipients to mark bounced */
-	uint32_t *idx;
-	uint64_t retry_ms;
-};
-
-struct local {
-	pthread_t th;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct mailbox_store *ms;
-	struct mailbox_item *items;
-	struct qentry **ents;    /* per item */
-	uint32_t *idx;           /* per item */
-	size_t n, cap;
-	int phase;               /* 0 idle, 1 handed over, 2 done */
-	bool stop, started;
-	struct mta_qmgr *q;      /* to kick it when a batch is done */
-};
-
-struct ctl_req {
-	int kind;                /* 0 mta_qmgr_ctl, 1 mta_qmgr_dests,
-				  * 2 mta_qmgr_reconf */
-	const struct mta_qmgr_conf *conf;   /* reconf */
-	const struct mta_route *route;      /* reconf: a reference */
-	enum mta_qctl_op op;
-	const struct mta_qctl_filter *f;
-	mta_qctl_cb cb;
-	mta_qctl_dest_cb dcb;
-	void *arg;
-	int phase;               /* 0 queued, 1 running, 2 done */
-	int result;
-};
-
-struct mta_qmgr {
-	struct mta_qmgr_conf c;
-	const struct mta_route *route;   /* a reference; swapped by reconf */
-	struct spool *sp;
-	unsigned nworkers, me;   /* me: our spool completion ring */
-	struct rte_ring *in;
-	struct rte_ring **to_worker;
-	struct rte_ring *back;
-	unsigned rr;
-	pthread_t th;
-	_Atomic bool stop;
-	bool started;
-	/* Idle for a while, the thread sleeps in poll() on wake_fd with
-	 * sleeping set; whoever hands it work then writes the eventfd
-	 * (a syscall only while it sleeps). */
-	int wake_fd;
-	int sleeping;            /* atomic */
-
-	struct qmsg *live;
-	struct dest *buckets[DEST_BUCKETS];
-	struct dest *work;       /* dests with ready entries */
-	struct dest *local_dest;
-	struct qentry *deferred;
-	struct qentry *held;     /* entries of held messages */
-	pthread_mutex_t ctl_mu;
-	pthread_cond_t ctl_cv;
-	struct ctl_req *ctl;
-	_Atomic bool ctl_pending;
-	struct mta_job *unsent;  /* jobs a full worker ring refused */
-	struct qreq *retry;      /* spool requests to submit again */
-	uint64_t next_scan_ms;
-	uint64_t reqs_out;       /* spool requests in flight */
-	struct local loc;
-	struct qmsg *lru_head, *lru_tail; /* least recently used first */
-	uint64_t body_bytes;     /* bodies in memory (st.body_bytes: a copy) */
-	struct mta_qmgr_stats st;
-};
-
-#define CNT(q, f) __atomic_fetch_add(&(q)->st.f, 1, __ATOMIC_RELAXED)
-#define GAUGE(q, f, v) __atomic_store_n(&(q)->st.f, (v), __ATOMIC_RELAXED)
-
-static uint64_t wall_ms(void)
+uint64_t qmgr_wall_ms(void)
 {
 	struct timespec ts;
 
@@ -277,7 +136,7 @@ static void qmsg_free(struct mta_qmgr *q, struct qmsg *m)
 	__atomic_fetch_sub(&q->st.msgs_live, 1, __ATOMIC_RELAXED);
 }
 
-static void qmsg_unref(struct mta_qmgr *q, struct qmsg *m)
+void qmsg_unref(struct mta_qmgr *q, struct qmsg *m)
 {
 	if (--m->refs == 0 && m->open == 0) {
 		LOG(LOG_INFO, "qmgr: %s: removed", m->env->qid);
@@ -309,7 +168,7 @@ static void lru_push(struct mta_qmgr *q, struct qmsg *m)
 	m->on_lru = true;
 }
 
-static void body_trim(struct mta_qmgr *q)
+void qmgr_body_trim(struct mta_qmgr *q)
 {
 	uint64_t cap = (uint64_t)q->c.memory_mb << 20;
 
@@ -328,7 +187,7 @@ static void body_trim(struct mta_qmgr *q)
 
 /* The body in memory, pinned, before something reads it. 0, or the
  * spool's error (logged, counted): the caller defers or does without. */
-static int body_pin(struct mta_qmgr *q, struct qmsg *m)
+int qmgr_body_pin(struct mta_qmgr *q, struct qmsg *m)
 {
 	if (m->body_out) {
 		int rc = spool_read_body(q->sp, m->env);
@@ -349,20 +208,17 @@ static int body_pin(struct mta_qmgr *q, struct qmsg *m)
 	return 0;
 }
 
-static void body_unpin(struct mta_qmgr *q, struct qmsg *m)
+void qmgr_body_unpin(struct mta_qmgr *q, struct qmsg *m)
 {
 	if (--m->pins == 0) {
 		lru_push(q, m);
-		body_trim(q);
+		qmgr_body_trim(q);
 	}
 }
 
 /* An entry whose body could not be read: its recipients wait for the
  * next try (the spool may be back by then). */
-static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
-			uint64_t not_before_ms);
-
-static void defer_unreadable(struct mta_qmgr *q, struct qentry *e, int err)
+void qmgr_defer_unreadable(struct mta_qmgr *q, struct qentry *e, int err)
 {
 	for (uint32_t i = 0; i < e->n; i++) {
 		struct qrcpt *r = &e->m->r[e->idx[i]];
@@ -372,10 +228,10 @@ static void defer_unreadable(struct mta_qmgr *q, struct qentry *e, int err)
 			 "read the message back from the spool: %s",
 			 strerror(-err));
 	}
-	defer_entry(q, e, true, 0);
+	qmgr_defer_entry(q, e, true, 0);
 }
 
-static uint64_t msg_delay_ms(const struct qmsg *m, uint64_t now)
+uint64_t qmgr_msg_delay_ms(const struct qmsg *m, uint64_t now)
 {
 	uint64_t a = m->env->arrival_us / 1000u;
 
@@ -396,7 +252,7 @@ static void req_submit(struct mta_qmgr *q, struct qreq *x)
 		q->reqs_out++;
 		return;
 	}
-	x->retry_ms = wall_ms() + 10;
+	x->retry_ms = qmgr_wall_ms() + 10;
 	x->next = q->retry;
 	q->retry = x;
 	CNT(q, spool_retries);
@@ -426,8 +282,8 @@ static void state_write(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 	req_submit(q, x);
 }
 
-static void rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
-		       uint8_t state)
+void qmgr_rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
+		     uint8_t state)
 {
 	struct qrcpt *r = &m->r[idx];
 
@@ -439,15 +295,12 @@ static void rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 	state_write(q, m, idx, state, 0);
 }
 
-static void admit(struct mta_qmgr *q, struct envelope *env,
-		  const uint8_t *state, const uint64_t *next_try_s);
-
-static void dsn_conf(const struct mta_qmgr *q, struct mta_dsn_conf *dc)
+void qmgr_dsn_conf(const struct mta_qmgr *q, struct mta_dsn_conf *dc)
 {
 	memset(dc, 0, sizeof(*dc));
 	dc->reporting_mta = q->c.hostname;
 	dc->double_bounce_to = q->c.double_bounce_to;
-	dc->now_us = wall_ms() * 1000u;
+	dc->now_us = qmgr_wall_ms() * 1000u;
 }
 
 /* A report (bounce, delay or success) made into a message of its own. */
@@ -462,8 +315,8 @@ static struct envelope *report_env(struct mta_qmgr *q, struct envelope *b)
 	return b;
 }
 
-static void fill_outcome(const struct qmsg *m, uint32_t idx,
-			 enum mta_dsn_action a, struct mta_dsn_rcpt *o)
+void qmgr_fill_outcome(const struct qmsg *m, uint32_t idx,
+		       enum mta_dsn_action a, struct mta_dsn_rcpt *o)
 {
 	const struct qrcpt *r = &m->r[idx];
 
@@ -495,7 +348,7 @@ static int render_report(struct mta_qmgr *q, struct qmsg *m,
 			 const struct mta_dsn_rcpt *o, size_t n,
 			 struct envelope **b)
 {
-	bool pinned = body_pin(q, m) == 0;
+	bool pinned = qmgr_body_pin(q, m) == 0;
 	size_t len = m->env->body_len;
 	int rc;
 
@@ -503,21 +356,21 @@ static int render_report(struct mta_qmgr *q, struct qmsg *m,
 		m->env->body_len = 0;
 	rc = mta_dsn_render(dc, m->env, o, n, b);
 	if (pinned)
-		body_unpin(q, m);
+		qmgr_body_unpin(q, m);
 	else
 		m->env->body_len = len;
 	return rc;
 }
 
-static void send_report(struct mta_qmgr *q, struct qmsg *m,
-			const struct mta_dsn_rcpt *o, size_t n)
+void qmgr_send_report(struct mta_qmgr *q, struct qmsg *m,
+		      const struct mta_dsn_rcpt *o, size_t n)
 {
 	struct mta_dsn_conf dc;
 	struct envelope *b = NULL;
 	struct qreq *x;
 	int rc;
 
-	dsn_conf(q, &dc);
+	qmgr_dsn_conf(q, &dc);
 	rc = render_report(q, m, &dc, o, n, &b);
 	if (rc <= 0) {
 		if (rc < 0)
@@ -546,7 +399,7 @@ static void send_report(struct mta_qmgr *q, struct qmsg *m,
 
 /* Every recipient marked RF_FAIL and not yet on the way gets one bounce;
  * they are marked bounced once it is durable. */
-static void maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
+void qmgr_maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
 {
 	struct mta_dsn_rcpt *o;
 	struct mta_dsn_conf dc;
@@ -568,10 +421,10 @@ static void maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
 	n = 0;
 	for (uint32_t i = 0; i < m->env->nrcpt; i++)
 		if ((m->r[i].flags & (RF_FAIL | RF_BOUNCING)) == RF_FAIL) {
-			fill_outcome(m, i, MTA_DSN_FAILED, &o[n]);
+			qmgr_fill_outcome(m, i, MTA_DSN_FAILED, &o[n]);
 			idx[n++] = i;
 		}
-	dsn_conf(q, &dc);
+	qmgr_dsn_conf(q, &dc);
 	rc = render_report(q, m, &dc, o, n, &b);
 	free(o);
 	o = NULL;
@@ -585,7 +438,7 @@ static void maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
 			LOG(LOG_INFO, "qmgr: %s: no bounce: null sender",
 			    m->env->qid);
 		for (uint32_t i = 0; i < n; i++)
-			rcpt_final(q, m, idx[i], SPOOL_RCPT_BOUNCED);
+			qmgr_rcpt_final(q, m, idx[i], SPOOL_RCPT_BOUNCED);
 		free(idx);
 		free(x);
 		return;
@@ -616,9 +469,9 @@ nomem:
 	free(x);
 }
 
-static void rcpt_fail(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
-		      const char *status, const char *diag,
-		      const char *remote)
+void qmgr_rcpt_fail(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
+		    const char *status, const char *diag,
+		    const char *remote)
 {
 	struct qrcpt *r = &m->r[idx];
 
@@ -631,7 +484,7 @@ static void rcpt_fail(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 	if (remote != r->remote)
 		snprintf(r->remote, sizeof(r->remote), "%s",
 			 remote ? remote : "");
-	r->last_us = wall_ms() * 1000u;
+	r->last_us = qmgr_wall_ms() * 1000u;
 	CNT(q, bounced);
 }
 
@@ -644,7 +497,7 @@ static void on_req_done(struct mta_qmgr *q, struct qreq *x)
 	    x->r.status != -ENOENT && x->r.status != -EEXIST &&
 	    x->r.status != -EINVAL && x->r.status != -E2BIG) {
 		/* not durable (disk full, I/O error): again later */
-		x->retry_ms = wall_ms() + SPOOL_RETRY_MS;
+		x->retry_ms = qmgr_wall_ms() + SPOOL_RETRY_MS;
 		x->next = q->retry;
 		q->retry = x;
 		CNT(q, spool_retries);
@@ -660,9 +513,9 @@ static void on_req_done(struct mta_qmgr *q, struct qreq *x)
 		break;
 	case QR_BOUNCE:
 		for (uint32_t i = 0; i < x->n; i++)
-			rcpt_final(q, m, x->idx[i], SPOOL_RCPT_BOUNCED);
+			qmgr_rcpt_final(q, m, x->idx[i], SPOOL_RCPT_BOUNCED);
 		if (x->r.status == 0)
-			admit(q, x->dsn, NULL, NULL);
+			qmgr_admit(q, x->dsn, NULL, NULL);
 		else
 			envelope_free(x->dsn);
 		qmsg_unref(q, m);
@@ -670,7 +523,7 @@ static void on_req_done(struct mta_qmgr *q, struct qreq *x)
 		break;
 	case QR_REPORT:
 		if (x->r.status == 0)
-			admit(q, x->dsn, NULL, NULL);
+			qmgr_admit(q, x->dsn, NULL, NULL);
 		else
 			envelope_free(x->dsn);
 		break;
@@ -714,7 +567,7 @@ static unsigned retry_reqs(struct mta_qmgr *q, uint64_t now)
 
 /* ---- destinations --------------------------------------------------- */
 
-static uint32_t key_hash(const char *s)
+uint32_t qmgr_key_hash(const char *s)
 {
 	uint32_t h = 2166136261u;
 
@@ -723,10 +576,10 @@ static uint32_t key_hash(const char *s)
 	return h;
 }
 
-static struct dest *dest_get(struct mta_qmgr *q, const char *key,
-			     const struct mta_nexthop *nh, bool local)
+struct dest *qmgr_dest_get(struct mta_qmgr *q, const char *key,
+			   const struct mta_nexthop *nh, bool local)
 {
-	uint32_t b = key_hash(key) % DEST_BUCKETS;
+	uint32_t b = qmgr_key_hash(key) % DEST_BUCKETS;
 	struct dest *d;
 
 	for (d = q->buckets[b]; d != NULL; d = d->hnext)
@@ -740,14 +593,14 @@ static struct dest *dest_get(struct mta_qmgr *q, const char *key,
 		d->nh = *nh;
 	d->local = local;
 	ratelimit_init(&d->rl, q->c.dest_rate, q->c.dest_rate ? q->c.dest_rate : 1,
-		       wall_ms());
+		       qmgr_wall_ms());
 	d->hnext = q->buckets[b];
 	q->buckets[b] = d;
 	__atomic_fetch_add(&q->st.dests, 1, __ATOMIC_RELAXED);
 	return d;
 }
 
-static void dest_push(struct mta_qmgr *q, struct dest *d, struct qentry *e)
+void qmgr_dest_push(struct mta_qmgr *q, struct dest *d, struct qentry *e)
 {
 	e->d = d;
 	if (e->m->held) {
@@ -769,7 +622,7 @@ static void dest_push(struct mta_qmgr *q, struct dest *d, struct qentry *e)
 	}
 }
 
-static struct qentry *dest_pop(struct dest *d)
+struct qentry *qmgr_dest_pop(struct dest *d)
 {
 	struct qentry *e = d->head;
 
@@ -783,7 +636,7 @@ static struct qentry *dest_pop(struct dest *d)
 	return e;
 }
 
-static struct qentry *entry_new(struct qmsg *m, uint32_t n)
+struct qentry *qmgr_entry_new(struct qmsg *m, uint32_t n)
 {
 	struct qentry *e = calloc(1, sizeof(*e) + n * sizeof(uint32_t));
 
@@ -794,7 +647,7 @@ static struct qentry *entry_new(struct qmsg *m, uint32_t n)
 	return e;
 }
 
-static void entry_free(struct mta_qmgr *q, struct qentry *e)
+void qmgr_entry_free(struct mta_qmgr *q, struct qentry *e)
 {
 	struct qmsg *m = e->m;
 
@@ -804,7 +657,7 @@ static void entry_free(struct mta_qmgr *q, struct qentry *e)
 
 /* ---- deferral ------------------------------------------------------- */
 
-static void defer_push(struct mta_qmgr *q, struct qentry *e)
+void qmgr_defer_push(struct mta_qmgr *q, struct qentry *e)
 {
 	e->next = q->deferred;
 	q->deferred = e;
@@ -816,15 +669,15 @@ static void defer_push(struct mta_qmgr *q, struct qentry *e)
  * set). count: whether this was an attempt (back-off grows) or the
  * destination is only suspended. Expired ones fail; the rest wait.
  */
-static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
-			uint64_t not_before_ms)
+void qmgr_defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
+		      uint64_t not_before_ms)
 {
 	struct qmsg *m = e->m;
 	/* Whole seconds, rounded so that nothing comes early: a retry
 	 * is scheduled from now rounded up; expiry and delay warnings
 	 * compare now rounded down with the arrival rounded up (the last
 	 * retry, capped at arrival + lifetime, then finds it expired). */
-	uint64_t now = wall_ms(), now_up = (now + 999u) / 1000u;
+	uint64_t now = qmgr_wall_ms(), now_up = (now + 999u) / 1000u;
 	uint64_t now_s = now / 1000u;
 	uint64_t arrival_s = (m->env->arrival_us + 999999u) / 1000000u;
 	uint64_t next_s;
@@ -839,7 +692,7 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 			struct qrcpt *r = &m->r[e->idx[i]];
 			char diag[DIAG_MAX];
 
-			uint64_t dl = msg_delay_ms(m, now);
+			uint64_t dl = qmgr_msg_delay_ms(m, now);
 
 			snprintf(diag, sizeof(diag), "%s", r->diag);
 			LOG(LOG_INFO, "qmgr: %s: to=<%s>, relay=%s, delay=%"
@@ -850,11 +703,12 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 			    dl % 1000u / 10u, diag);
 			/* RFC 3463 4.4.7: delivery time expired; the last
 			 * reply stays the Diagnostic-Code */
-			rcpt_fail(q, m, e->idx[i], "4.4.7", diag, r->remote);
+			qmgr_rcpt_fail(q, m, e->idx[i], "4.4.7", diag,
+				       r->remote);
 			CNT(q, expired);
 		}
-		maybe_bounce(q, m);
-		entry_free(q, e);
+		qmgr_maybe_bounce(q, m);
+		qmgr_entry_free(q, e);
 		return;
 	}
 	if (!count && not_before_ms != 0) {
@@ -881,7 +735,7 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 		e->due_ms = due;
 		next_s = (due + 999u) / 1000u;
 	}
-	dsn_conf(q, &dc);
+	qmgr_dsn_conf(q, &dc);
 	dc.delay_by_default = false;
 	for (uint32_t i = 0; i < e->n; i++) {
 		uint32_t idx = e->idx[i];
@@ -899,8 +753,8 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 			if (warn == NULL)
 				warn = calloc(e->n, sizeof(*warn));
 			if (warn != NULL) {
-				fill_outcome(m, idx, MTA_DSN_DELAYED,
-					     &warn[nwarn]);
+				qmgr_fill_outcome(m, idx, MTA_DSN_DELAYED,
+						  &warn[nwarn]);
 				warn[nwarn].retry_until_us =
 					(arrival_s + q->c.retry.lifetime_s) *
 					1000000u;
@@ -910,9 +764,9 @@ static void defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 		}
 	}
 	if (nwarn > 0)
-		send_report(q, m, warn, nwarn);
+		qmgr_send_report(q, m, warn, nwarn);
 	free(warn);
-	defer_push(q, e);
+	qmgr_defer_push(q, e);
 }
 
 static unsigned scan_deferred(struct mta_qmgr *q, uint64_t now)
@@ -932,7 +786,7 @@ static unsigned scan_deferred(struct mta_qmgr *q, uint64_t now)
 			continue;
 		}
 		e->d->ndeferred--;
-		dest_push(q, e->d, e);
+		qmgr_dest_push(q, e->d, e);
 		n++;
 	}
 	GAUGE(q, rcpts_deferred_now, cnt);
@@ -941,13 +795,13 @@ static unsigned scan_deferred(struct mta_qmgr *q, uint64_t now)
 
 /* ---- admission: routing --------------------------------------------- */
 
-static void admit(struct mta_qmgr *q, struct envelope *env,
-		  const uint8_t *state, const uint64_t *next_try_s)
+void qmgr_admit(struct mta_qmgr *q, struct envelope *env,
+		const uint8_t *state, const uint64_t *next_try_s)
 {
 	struct qmsg *m = qmsg_new(q, env);
 	struct dest **rd;
 	unsigned nrec;
-	uint64_t now = wall_ms(), delay;
+	uint64_t now = qmgr_wall_ms(), delay;
 
 	if (m == NULL) {
 		LOG(LOG_ERR, "qmgr: %s: out of memory; left in the spool "
@@ -959,7 +813,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 	LOG(LOG_INFO, "qmgr: %s: from=<%s>, size=%zu, nrcpt=%u (queue active)",
 	    env->qid, env->mail_from, env->body_len, env->nrcpt);
 	m->refs++; /* held while admitting */
-	delay = msg_delay_ms(m, now);
+	delay = qmgr_msg_delay_ms(m, now);
 	if (state != NULL) {
 		/* back from the spool: the spool keeps each recipient's next
 		 * try, not the count of tries; the back-off goes on from the
@@ -1002,7 +856,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 			    "than %u)", env->qid, env->rcpt[i].addr,
 			    delay / 1000u, delay % 1000u / 10u, nrec,
 			    q->c.max_received);
-			rcpt_fail(q, m, i, "5.4.6", diag, NULL);
+			qmgr_rcpt_fail(q, m, i, "5.4.6", diag, NULL);
 			CNT(q, loops);
 			continue;
 		}
@@ -1014,7 +868,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 				rd[i] = q->local_dest;
 			break;
 		case MTA_ROUTE_RELAY:
-			rd[i] = dest_get(q, res.dest, &res.nh, false);
+			rd[i] = qmgr_dest_get(q, res.dest, &res.nh, false);
 			break;
 		case MTA_ROUTE_REJECT: {
 			char diag[DIAG_MAX];
@@ -1026,7 +880,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 			    "(%u %s %s)", env->qid, env->rcpt[i].addr,
 			    delay / 1000u, delay % 1000u / 10u, res.enh,
 			    res.code, res.enh, res.text);
-			rcpt_fail(q, m, i, res.enh, diag, NULL);
+			qmgr_rcpt_fail(q, m, i, res.enh, diag, NULL);
 			break;
 		}
 		}
@@ -1045,7 +899,7 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 		for (uint32_t j = i; j < env->nrcpt; j++)
 			if (rd[j] == d)
 				n++;
-		e = entry_new(m, n);
+		e = qmgr_entry_new(m, n);
 		if (e == NULL) {
 			LOG(LOG_ERR, "qmgr: %s: out of memory", env->qid);
 			break;
@@ -1061,16 +915,16 @@ static void admit(struct mta_qmgr *q, struct envelope *env,
 		e->d = d;
 		if (due > now) {
 			e->due_ms = due;
-			defer_push(q, e);
+			qmgr_defer_push(q, e);
 		} else {
-			dest_push(q, d, e);
+			qmgr_dest_push(q, d, e);
 		}
 	}
 	free(rd);
-	maybe_bounce(q, m);
+	qmgr_maybe_bounce(q, m);
 	lru_push(q, m);
 	qmsg_unref(q, m);
-	body_trim(q);
+	qmgr_body_trim(q);
 }
 
 static unsigned drain_in(struct mta_qmgr *q)
@@ -1081,7 +935,7 @@ static unsigned drain_in(struct mta_qmgr *q)
 	do {
 		n = rte_ring_sc_dequeue_burst(q->in, (void **)envs, 64, NULL);
 		for (unsigned i = 0; i < n; i++)
-			admit(q, envs[i], NULL, NULL);
+			qmgr_admit(q, envs[i], NULL, NULL);
 		total += n;
 	} while (n == 64 && total < 4096);
 	return total;
@@ -1134,19 +988,20 @@ static struct mta_job *job_build(struct mta_qmgr *q, struct dest *d,
 
 		if (q->c.dest_rate != 0 && !ratelimit_allow(&d->rl, now))
 			break;
-		e = dest_pop(d);
+		e = qmgr_dest_pop(d);
 		if (e == NULL)
 			break;
 		jm->rcpt = calloc(e->n, sizeof(*jm->rcpt));
 		if (jm->rcpt == NULL) {
-			dest_push(q, d, e); /* back at the tail; tried later */
+			/* back at the tail; tried later */
+			qmgr_dest_push(q, d, e);
 			break;
 		}
-		rc = body_pin(q, e->m);
+		rc = qmgr_body_pin(q, e->m);
 		if (rc != 0) {
 			free(jm->rcpt);
 			jm->rcpt = NULL;
-			defer_unreadable(q, e, rc);
+			qmgr_defer_unreadable(q, e, rc);
 			continue;
 		}
 		jm->env = e->m->env;
@@ -1190,7 +1045,7 @@ static void reply_diag(const struct smtp_client_reply *rp, char *out,
 static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 {
 	struct dest *d = j->dest;
-	uint64_t now = wall_ms();
+	uint64_t now = qmgr_wall_ms();
 	char remote_name[MTA_HOST_MAX + 1];
 	/* "mx.example.org[198.18.0.10]:25" in logs; the name in reports */
 	const char *remote = remote_name;
@@ -1226,7 +1081,7 @@ static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 		size_t nsucc = 0;
 		struct mta_dsn_conf dc;
 
-		dsn_conf(q, &dc);
+		qmgr_dsn_conf(q, &dc);
 		for (uint32_t k = 0; k < jm->nrcpt; k++) {
 			struct mta_job_rcpt *jr = &jm->rcpt[k];
 			struct qrcpt *r = &m->r[jr->idx];
@@ -1240,7 +1095,8 @@ static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 			switch (jr->status) {
 			case SMTP_RCPT_DELIVERED:
 				CNT(q, delivered_remote);
-				rcpt_final(q, m, jr->idx, SPOOL_RCPT_DELIVERED);
+				qmgr_rcpt_final(q, m, jr->idx,
+						SPOOL_RCPT_DELIVERED);
 				if (m->env->mail_from[0] != '\0' &&
 				    mta_dsn_wanted(&dc, &m->env->rcpt[jr->idx],
 						   MTA_DSN_RELAYED)) {
@@ -1248,19 +1104,19 @@ static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 						succ = calloc(jm->nrcpt,
 							      sizeof(*succ));
 					if (succ != NULL)
-						fill_outcome(m, jr->idx,
-							     MTA_DSN_RELAYED,
-							     &succ[nsucc++]);
+						qmgr_fill_outcome(m, jr->idx,
+							MTA_DSN_RELAYED,
+							&succ[nsucc++]);
 				}
 				break;
 			case SMTP_RCPT_BOUNCED:
-				rcpt_fail(q, m, jr->idx, r->status, r->diag,
-					  remote);
+				qmgr_rcpt_fail(q, m, jr->idx, r->status,
+					       r->diag, remote);
 				break;
 			case SMTP_RCPT_DEFERRED:
 			default:
 				if (rest == NULL)
-					rest = entry_new(m, e->n);
+					rest = qmgr_entry_new(m, e->n);
 				if (rest == NULL) {
 					LOG(LOG_ERR, "qmgr: %s: out of memory",
 					    m->env->qid);
@@ -1272,14 +1128,14 @@ static void job_finish(struct mta_qmgr *q, struct mta_job *j)
 			}
 		}
 		if (nsucc > 0)
-			send_report(q, m, succ, nsucc);
+			qmgr_send_report(q, m, succ, nsucc);
 		free(succ);
 		if (rest != NULL)
-			defer_entry(q, rest, true, j->host_failed ?
-				    d->backoff_until_ms : 0);
-		maybe_bounce(q, m);
-		body_unpin(q, m);
-		entry_free(q, e);
+			qmgr_defer_entry(q, rest, true, j->host_failed ?
+					 d->backoff_until_ms : 0);
+		qmgr_maybe_bounce(q, m);
+		qmgr_body_unpin(q, m);
+		qmgr_entry_free(q, e);
 	}
 	job_free(j);
 }
@@ -1304,7 +1160,7 @@ static void suspend_ready(struct mta_qmgr *q, struct dest *d)
 {
 	struct qentry *e;
 
-	while ((e = dest_pop(d)) != NULL) {
+	while ((e = qmgr_dest_pop(d)) != NULL) {
 		for (uint32_t i = 0; i < e->n; i++) {
 			struct qrcpt *r = &e->m->r[e->idx[i]];
 
@@ -1313,630 +1169,13 @@ static void suspend_ready(struct mta_qmgr *q, struct dest *d)
 				 "x-local; 451 4.4.1 delivery temporarily "
 				 "suspended: %s", d->why);
 		}
-		defer_entry(q, e, false, d->backoff_until_ms);
+		qmgr_defer_entry(q, e, false, d->backoff_until_ms);
 	}
-}
-
-/* ---- local delivery ------------------------------------------------- */
-
-static void qmgr_kick(struct mta_qmgr *q);
-
-static void *local_main(void *arg)
-{
-	struct local *l = arg;
-
-	pthread_mutex_lock(&l->mu);
-	for (;;) {
-		while (l->phase != 1 && !l->stop)
-			pthread_cond_wait(&l->cv, &l->mu);
-		if (l->stop)
-			break;
-		pthread_mutex_unlock(&l->mu);
-		mailbox_deliver(l->ms, l->items, l->n);
-		pthread_mutex_lock(&l->mu);
-		l->phase = 2;
-		qmgr_kick(l->q);
-	}
-	pthread_mutex_unlock(&l->mu);
-	return NULL;
-}
-
-static int local_phase(struct local *l)
-{
-	int p;
-
-	pthread_mutex_lock(&l->mu);
-	p = l->phase;
-	pthread_mutex_unlock(&l->mu);
-	return p;
-}
-
-static unsigned local_dispatch(struct mta_qmgr *q)
-{
-	struct local *l = &q->loc;
-	struct dest *d = q->local_dest;
-	size_t n = 0;
-
-	if (d->nready == 0 || local_phase(l) != 0)
-		return 0;
-	while (d->head != NULL &&
-	       (n == 0 || n + d->head->n <= q->c.local_batch)) {
-		struct qentry *e = dest_pop(d);
-		struct envelope *env = e->m->env;
-		int rc;
-
-		if (n + e->n > l->cap) {
-			size_t cap = (n + e->n) * 2;
-			void *a = realloc(l->items, cap * sizeof(*l->items));
-			if (a != NULL)
-				l->items = a;
-			void *b = realloc(l->ents, cap * sizeof(*l->ents));
-			if (b != NULL)
-				l->ents = b;
-			void *c = realloc(l->idx, cap * sizeof(*l->idx));
-			if (c != NULL)
-				l->idx = c;
-			if (a == NULL || b == NULL || c == NULL) {
-				dest_push(q, d, e);
-				break;
-			}
-			l->cap = cap;
-		}
-		rc = body_pin(q, e->m);
-		if (rc != 0) {
-			defer_unreadable(q, e, rc);
-			continue;
-		}
-		for (uint32_t i = 0; i < e->n; i++) {
-			struct mailbox_item *it = &l->items[n];
-			uint32_t idx = e->idx[i];
-
-			memset(it, 0, sizeof(*it));
-			e->m->r[idx].flags |= RF_ACTIVE;
-			it->mailbox = e->m->r[idx].mailbox;
-			it->return_path = env->mail_from;
-			it->delivered_to = env->rcpt[idx].addr;
-			it->body = env->body;
-			it->body_len = env->body_len;
-			it->arrival_us = env->arrival_us;
-			l->ents[n] = i == 0 ? e : NULL; /* the entry, once */
-			l->idx[n] = idx;
-			n++;
-		}
-	}
-	if (n == 0)
-		return 0;
-	l->n = n;
-	CNT(q, local_batches);
-	pthread_mutex_lock(&l->mu);
-	l->phase = 1;
-	pthread_cond_signal(&l->cv);
-	pthread_mutex_unlock(&l->mu);
-	return 1;
-}
-
-static unsigned local_collect(struct mta_qmgr *q)
-{
-	struct local *l = &q->loc;
-	uint64_t now = wall_ms();
-	struct qentry *e = NULL, *rest = NULL;
-	struct mta_dsn_conf dc;
-
-	if (local_phase(l) != 2)
-		return 0;
-	dsn_conf(q, &dc);
-	for (size_t k = 0; k <= l->n; k++) {
-		if (k == l->n || l->ents[k] != NULL) {
-			/* the previous entry is complete */
-			if (e != NULL) {
-				struct qmsg *m = e->m;
-
-				if (rest != NULL)
-					defer_entry(q, rest, true, 0);
-				maybe_bounce(q, m);
-				body_unpin(q, m);
-				entry_free(q, e);
-			}
-			if (k == l->n)
-				break;
-			e = l->ents[k];
-			rest = NULL;
-		}
-		struct qmsg *m = e->m;
-		uint32_t idx = l->idx[k];
-		struct qrcpt *r = &m->r[idx];
-		struct mailbox_item *it = &l->items[k];
-		uint64_t delay = msg_delay_ms(m, now);
-
-		r->flags &= (uint8_t)~RF_ACTIVE;
-		snprintf(r->remote, sizeof(r->remote), "local");
-		r->last_us = now * 1000u;
-		if (it->status == 0) {
-			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
-			    "delay=%" PRIu64 ".%02" PRIu64 ", dsn=2.0.0, "
-			    "status=sent (delivered to maildir %s uid %u)",
-			    m->env->qid, it->delivered_to, delay / 1000u,
-			    (delay % 1000u) / 10u, it->mailbox, it->uid);
-			CNT(q, delivered_local);
-			rcpt_final(q, m, idx, SPOOL_RCPT_DELIVERED);
-			if (m->env->mail_from[0] != '\0' &&
-			    mta_dsn_wanted(&dc, &m->env->rcpt[idx],
-					   MTA_DSN_DELIVERED)) {
-				struct mta_dsn_rcpt o;
-				snprintf(r->status, sizeof(r->status), "2.0.0");
-				snprintf(r->diag, sizeof(r->diag),
-					 "x-local; 250 2.0.0 delivered to "
-					 "mailbox");
-				fill_outcome(m, idx, MTA_DSN_DELIVERED, &o);
-				send_report(q, m, &o, 1);
-			}
-			continue;
-		}
-		if (it->status == -EINVAL) {
-			snprintf(r->diag, sizeof(r->diag), "x-local; 550 5.3.0 "
-				 "cannot deliver to mailbox %s", it->mailbox);
-			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
-			    "delay=%" PRIu64 ".%02" PRIu64 ", dsn=5.3.0, "
-			    "status=bounced (%s)", m->env->qid,
-			    it->delivered_to, delay / 1000u,
-			    (delay % 1000u) / 10u, r->diag + 9);
-			rcpt_fail(q, m, idx, "5.3.0", r->diag, "local");
-		} else {
-			if (it->status == -EDQUOT) {
-				snprintf(r->status, sizeof(r->status), "4.2.2");
-				snprintf(r->diag, sizeof(r->diag),
-					 "x-local; 452 4.2.2 mailbox %s is "
-					 "over quota", it->mailbox);
-			} else {
-				snprintf(r->status, sizeof(r->status), "4.3.0");
-				snprintf(r->diag, sizeof(r->diag),
-					 "x-local; 451 4.3.0 mailbox %s: %s",
-					 it->mailbox, strerror(-it->status));
-			}
-			LOG(LOG_INFO, "local: %s: to=<%s>, relay=local, "
-			    "delay=%" PRIu64 ".%02" PRIu64 ", dsn=%s, "
-			    "status=deferred (%s)", m->env->qid,
-			    it->delivered_to, delay / 1000u,
-			    (delay % 1000u) / 10u, r->status, r->diag + 9);
-			if (rest == NULL)
-				rest = entry_new(m, e->n);
-			if (rest != NULL) {
-				rest->d = q->local_dest;
-				rest->idx[rest->n++] = idx;
-			}
-		}
-	}
-	pthread_mutex_lock(&l->mu);
-	l->phase = 0;
-	pthread_mutex_unlock(&l->mu);
-	return 1;
-}
-
-/* ---- control requests (dpmailctl) ----------------------------------- */
-
-static bool domain_is(const char *addr, const char *dom)
-{
-	const char *at = strrchr(addr, '@');
-
-	return at != NULL && strcasecmp(at + 1, dom) == 0;
-}
-
-static int msg_state(const struct qmsg *m)
-{
-	if (m->held)
-		return MTA_QS_HELD;
-	for (uint32_t i = 0; i < m->env->nrcpt; i++)
-		if (m->r[i].state == SPOOL_RCPT_DEFERRED &&
-		    !(m->r[i].flags & RF_ACTIVE))
-			return MTA_QS_DEFERRED;
-	return MTA_QS_ACTIVE;
-}
-
-static bool msg_match(const struct qmsg *m, const struct mta_qctl_filter *f,
-		      uint64_t now_ms)
-{
-	const struct envelope *env = m->env;
-
-	if (f == NULL)
-		return true;
-	if (f->nids > 0) {
-		bool hit = false;
-		for (size_t i = 0; i < f->nids && !hit; i++)
-			hit = strcmp(f->ids[i], env->qid) == 0;
-		if (!hit)
-			return false;
-	}
-	if (f->sender != NULL && strcasecmp(f->sender, env->mail_from) != 0)
-		return false;
-	if (f->state != MTA_QS_ANY && msg_state(m) != f->state)
-		return false;
-	if (f->older_than_s != 0 &&
-	    msg_delay_ms(m, now_ms) < f->older_than_s * 1000u)
-		return false;
-	if (f->domain != NULL) {
-		bool hit = false;
-		for (uint32_t i = 0; i < env->nrcpt && !hit; i++)
-			hit = domain_is(env->rcpt[i].addr, f->domain);
-		if (!hit)
-			return false;
-	}
-	return true;
-}
-
-static void msg_report(const struct qmsg *m, mta_qctl_cb cb, void *arg)
-{
-	struct mta_qctl_rcpt *rr;
-	struct mta_qctl_msg out;
-
-	if (cb == NULL)
-		return;
-	rr = calloc(m->env->nrcpt ? m->env->nrcpt : 1, sizeof(*rr));
-	if (rr == NULL)
-		return;
-	for (uint32_t i = 0; i < m->env->nrcpt; i++) {
-		const struct qrcpt *r = &m->r[i];
-		static const char *const names[] = {
-			[SPOOL_RCPT_PENDING] = "pending",
-			[SPOOL_RCPT_DELIVERED] = "delivered",
-			[SPOOL_RCPT_DEFERRED] = "deferred",
-			[SPOOL_RCPT_BOUNCED] = "bounced",
-		};
-		bool open = r->state == SPOOL_RCPT_PENDING ||
-			    r->state == SPOOL_RCPT_DEFERRED;
-
-		rr[i].addr = m->env->rcpt[i].addr;
-		rr[i].state = (r->flags & RF_ACTIVE) ? "active"
-			      : r->state <= SPOOL_RCPT_BOUNCED ? names[r->state]
-							       : "?";
-		rr[i].dest = open && r->d != NULL ? r->d->key : "";
-		rr[i].next_try_s = r->state == SPOOL_RCPT_DEFERRED ?
-				   r->next_try_s : 0;
-		rr[i].last = r->diag;
-	}
-	out.qid = m->env->qid;
-	out.sender = m->env->mail_from;
-	out.size = m->env->body_len;
-	out.arrival_us = m->env->arrival_us;
-	out.attempts = m->attempts;
-	out.held = m->held;
-	out.nrcpt = m->env->nrcpt;
-	out.rcpt = rr;
-	cb(arg, &out);
-	free(rr);
-}
-
-/* Takes every queued (not active) entry of m off the ready queues, the
- * deferred list and the held list, into *out. */
-static void pull_entries(struct mta_qmgr *q, struct qmsg *m,
-			 struct qentry **out)
-{
-	struct qentry **pp;
-
-	for (unsigned b = 0; b < DEST_BUCKETS; b++)
-		for (struct dest *d = q->buckets[b]; d != NULL; d = d->hnext) {
-			struct qentry *prev = NULL, *e = d->head, *n;
-
-			for (; e != NULL; e = n) {
-				n = e->next;
-				if (e->m != m) {
-					prev = e;
-					continue;
-				}
-				if (prev != NULL)
-					prev->next = n;
-				else
-					d->head = n;
-				if (d->tail == e)
-					d->tail = prev;
-				d->nready--;
-				e->next = *out;
-				*out = e;
-			}
-		}
-	for (pp = &q->deferred; *pp != NULL;) {
-		struct qentry *e = *pp;
-		if (e->m == m) {
-			*pp = e->next;
-			e->d->ndeferred--;
-			e->next = *out;
-			*out = e;
-		} else {
-			pp = &e->next;
-		}
-	}
-	for (pp = &q->held; *pp != NULL;) {
-		struct qentry *e = *pp;
-		if (e->m == m) {
-			*pp = e->next;
-			e->next = *out;
-			*out = e;
-		} else {
-			pp = &e->next;
-		}
-	}
-}
-
-static void ctl_apply(struct mta_qmgr *q, struct qmsg *m, enum mta_qctl_op op)
-{
-	struct qentry *list = NULL, *e;
-	uint64_t now = wall_ms();
-
-	switch (op) {
-	case MTA_QCTL_LIST:
-	case MTA_QCTL_SUSPEND:
-	case MTA_QCTL_RESUME:
-		return;
-	case MTA_QCTL_HOLD:
-		if (m->held)
-			return;
-		pull_entries(q, m, &list);
-		m->held = true;
-		LOG(LOG_INFO, "qmgr: %s: held by the administrator",
-		    m->env->qid);
-		break;
-	case MTA_QCTL_RELEASE:
-	case MTA_QCTL_FLUSH:
-		if (op == MTA_QCTL_RELEASE && !m->held)
-			return;
-		/* a held message stays held: flush is not release */
-		if (op == MTA_QCTL_FLUSH && m->held)
-			return;
-		pull_entries(q, m, &list);
-		if (op == MTA_QCTL_RELEASE)
-			LOG(LOG_INFO, "qmgr: %s: released", m->env->qid);
-		m->held = false;
-		while ((e = list) != NULL) {
-			list = e->next;
-			if (op == MTA_QCTL_FLUSH) {
-				e->d->backoff_until_ms = 0;
-				e->due_ms = 0;
-			}
-			if (e->due_ms > now)
-				defer_push(q, e);
-			else
-				dest_push(q, e->d, e);
-		}
-		return;
-	case MTA_QCTL_DELETE:
-	case MTA_QCTL_BOUNCE:
-		pull_entries(q, m, &list);
-		m->refs++;
-		while ((e = list) != NULL) {
-			list = e->next;
-			for (uint32_t i = 0; i < e->n; i++) {
-				uint32_t idx = e->idx[i];
-				if (op == MTA_QCTL_DELETE) {
-					rcpt_final(q, m, idx,
-						   SPOOL_RCPT_BOUNCED);
-				} else {
-					rcpt_fail(q, m, idx, "5.0.0",
-						  "x-local; 550 5.0.0 message "
-						  "deleted from the queue by "
-						  "the administrator", NULL);
-				}
-			}
-			entry_free(q, e);
-		}
-		LOG(LOG_INFO, "qmgr: %s: %s by the administrator",
-		    m->env->qid, op == MTA_QCTL_DELETE ? "deleted" : "bounced");
-		if (op == MTA_QCTL_BOUNCE)
-			maybe_bounce(q, m);
-		qmsg_unref(q, m);
-		return;
-	}
-	/* HOLD: the entries wait on the held list */
-	while ((e = list) != NULL) {
-		list = e->next;
-		e->next = q->held;
-		q->held = e;
-	}
-}
-
-static struct dest *dest_find(struct mta_qmgr *q, const char *key)
-{
-	for (struct dest *d = q->buckets[key_hash(key) % DEST_BUCKETS];
-	     d != NULL; d = d->hnext)
-		if (strcasecmp(d->key, key) == 0)
-			return d;
-	return NULL;
-}
-
-/* On the queue manager's thread: a reloaded configuration. What the
- * mailbox thread reads (mailbox) and where the spool is stay as they
- * started; messages already routed keep their destination. */
-static void reconf_apply(struct mta_qmgr *q, const struct mta_qmgr_conf *c,
-			 const struct mta_route *route)
-{
-	struct mta_qmgr_conf n = *c;
-	bool rate = n.dest_rate != q->c.dest_rate;
-
-	memcpy(n.spool_dir, q->c.spool_dir, sizeof(n.spool_dir));
-	n.mailbox = q->c.mailbox;
-	if (n.dest_concurrency == 0)
-		n.dest_concurrency = 1;
-	if (n.local_batch == 0)
-		n.local_batch = 1;
-	q->c = n;
-	if (route != NULL) {
-		mta_route_free(q->route);
-		q->route = route;
-	}
-	for (unsigned b = 0; rate && b < DEST_BUCKETS; b++)
-		for (struct dest *d = q->buckets[b]; d != NULL; d = d->hnext)
-			ratelimit_init(&d->rl, q->c.dest_rate,
-				       q->c.dest_rate ? q->c.dest_rate : 1,
-				       wall_ms());
-	body_trim(q); /* memory_mb may be smaller now */
-	LOG(LOG_INFO, "qmgr: configuration reloaded%s%s",
-	    route != NULL ? " (new routing tables)" : "",
-	    q->c.hold ? "; holding every message" : "");
-}
-
-static int ctl_run(struct mta_qmgr *q, struct ctl_req *c)
-{
-	uint64_t now = wall_ms();
-	int n = 0;
-
-	if (c->kind == 2) {
-		reconf_apply(q, c->conf, c->route);
-		return 0;
-	}
-	if (c->kind == 1) {
-		for (unsigned b = 0; b < DEST_BUCKETS; b++)
-			for (struct dest *d = q->buckets[b]; d != NULL;
-			     d = d->hnext) {
-				struct mta_qctl_dest o = {
-					.key = d->key, .ready = d->nready,
-					.deferred = d->ndeferred,
-					.active_jobs = d->active,
-					.suspended = d->suspended,
-					.backoff_until_s =
-						d->backoff_until_ms > now ?
-						d->backoff_until_ms / 1000u : 0,
-					.why = d->why,
-				};
-				if (c->dcb != NULL)
-					c->dcb(c->arg, &o);
-				n++;
-			}
-		return n;
-	}
-	if (c->op == MTA_QCTL_SUSPEND || c->op == MTA_QCTL_RESUME) {
-		struct dest *d;
-
-		if (c->f == NULL || c->f->domain == NULL)
-			return -EINVAL;
-		d = dest_find(q, c->f->domain);
-		if (d == NULL && c->op == MTA_QCTL_SUSPEND) {
-			struct mta_nexthop nh = { .kind = MTA_NH_MX, .port = 25 };
-			snprintf(nh.host, sizeof(nh.host), "%s", c->f->domain);
-			d = dest_get(q, c->f->domain, &nh, false);
-		}
-		if (d == NULL)
-			return 0;
-		d->suspended = c->op == MTA_QCTL_SUSPEND;
-		LOG(LOG_INFO, "qmgr: destination %s: %s by the administrator",
-		    d->key, d->suspended ? "suspended" : "resumed");
-		if (!d->suspended) {
-			d->backoff_until_ms = 0;
-			if (d->nready > 0 && !d->on_work) {
-				d->on_work = true;
-				d->wnext = q->work;
-				q->work = d;
-			}
-		}
-		return 1;
-	}
-	if ((unsigned)c->op > MTA_QCTL_RESUME)
-		return -EINVAL;
-	for (struct qmsg *m = q->live, *next; m != NULL; m = next) {
-		next = m->next;
-		if (m->open == 0 || !msg_match(m, c->f, now))
-			continue;
-		n++;
-		m->refs++; /* the callback and the change may finish it */
-		msg_report(m, c->cb, c->arg);
-		ctl_apply(q, m, c->op);
-		next = m->next;
-		qmsg_unref(q, m);
-	}
-	return n;
-}
-
-static unsigned ctl_poll(struct mta_qmgr *q)
-{
-	struct ctl_req *c;
-
-	if (!__atomic_load_n(&q->ctl_pending, __ATOMIC_ACQUIRE))
-		return 0;
-	pthread_mutex_lock(&q->ctl_mu);
-	c = q->ctl;
-	if (c == NULL || c->phase != 0) {
-		pthread_mutex_unlock(&q->ctl_mu);
-		return 0;
-	}
-	c->phase = 1;
-	pthread_mutex_unlock(&q->ctl_mu);
-	c->result = ctl_run(q, c);
-	pthread_mutex_lock(&q->ctl_mu);
-	c->phase = 2;
-	q->ctl = NULL;
-	__atomic_store_n(&q->ctl_pending, false, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&q->ctl_cv);
-	pthread_mutex_unlock(&q->ctl_mu);
-	return 1;
-}
-
-static int ctl_call(struct mta_qmgr *q, struct ctl_req *c, uint32_t timeout_ms)
-{
-	struct timespec dl;
-	int rc;
-
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000u;
-	dl.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&q->ctl_mu);
-	if (q->ctl != NULL) {
-		pthread_mutex_unlock(&q->ctl_mu);
-		return -EBUSY;
-	}
-	q->ctl = c;
-	__atomic_store_n(&q->ctl_pending, true, __ATOMIC_SEQ_CST);
-	qmgr_kick(q);
-	while (c->phase != 2) {
-		rc = pthread_cond_timedwait(&q->ctl_cv, &q->ctl_mu, &dl);
-		if (rc == ETIMEDOUT && c->phase == 0) {
-			/* not started: withdraw it */
-			q->ctl = NULL;
-			__atomic_store_n(&q->ctl_pending, false,
-					 __ATOMIC_RELEASE);
-			pthread_mutex_unlock(&q->ctl_mu);
-			return -ETIMEDOUT;
-		}
-	}
-	pthread_mutex_unlock(&q->ctl_mu);
-	return c->result;
-}
-
-int mta_qmgr_ctl(struct mta_qmgr *q, enum mta_qctl_op op,
-		 const struct mta_qctl_filter *f, mta_qctl_cb cb, void *arg,
-		 uint32_t timeout_ms)
-{
-	struct ctl_req c = { .kind = 0, .op = op, .f = f, .cb = cb,
-			     .arg = arg };
-
-	if ((unsigned)op > MTA_QCTL_RESUME)
-		return -EINVAL;
-	return ctl_call(q, &c, timeout_ms);
-}
-
-int mta_qmgr_dests(struct mta_qmgr *q, mta_qctl_dest_cb cb, void *arg,
-		   uint32_t timeout_ms)
-{
-	struct ctl_req c = { .kind = 1, .dcb = cb, .arg = arg };
-
-	return ctl_call(q, &c, timeout_ms);
-}
-
-int mta_qmgr_reconf(struct mta_qmgr *q, const struct mta_qmgr_conf *conf,
-		    const struct mta_route *route, uint32_t timeout_ms)
-{
-	struct ctl_req c = { .kind = 2, .conf = conf,
-			     .route = route ? mta_route_ref(route) : NULL };
-	int rc = ctl_call(q, &c, timeout_ms);
-
-	if (rc < 0)
-		mta_route_free(c.route); /* withdrawn: not taken */
-	return rc;
 }
 
 /* ---- the loop ------------------------------------------------------- */
 
-static void qmgr_kick(struct mta_qmgr *q)
+void qmgr_kick(struct mta_qmgr *q)
 {
 	uint64_t one = 1;
 
@@ -1957,7 +1196,7 @@ static void deep_sleep(struct mta_qmgr *q, int timeout_ms)
 	__atomic_store_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
 	if (rte_ring_count(q->in) == 0 && rte_ring_count(q->back) == 0 &&
 	    !__atomic_load_n(&q->ctl_pending, __ATOMIC_SEQ_CST) &&
-	    local_phase(&q->loc) != 2 &&
+	    qmgr_local_phase(&q->loc) != 2 &&
 	    !__atomic_load_n(&q->stop, __ATOMIC_SEQ_CST)) {
 		if (poll(&pfd, 1, timeout_ms) > 0) {
 			ssize_t r = read(q->wake_fd, &v, sizeof(v));
@@ -1981,7 +1220,7 @@ static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
 		if (d->suspended) {
 			/* dpmailctl domain suspend: wait */
 		} else if (d->local) {
-			n += local_dispatch(q);
+			n += qmgr_local_dispatch(q);
 		} else if (d->backoff_until_ms > now) {
 			suspend_ready(q, d);
 			n++;
@@ -2036,12 +1275,12 @@ static void *qmgr_main(void *arg)
 	unsigned idle = 0;
 
 	while (!__atomic_load_n(&q->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t now = wall_ms();
+		uint64_t now = qmgr_wall_ms();
 		unsigned did = 0;
 
 		did += drain_in(q);
 		did += drain_jobs(q);
-		did += local_collect(q);
+		did += qmgr_local_collect(q);
 		did += drain_spool(q);
 		if (q->retry != NULL)
 			did += retry_reqs(q, now);
@@ -2050,7 +1289,7 @@ static void *qmgr_main(void *arg)
 			q->next_scan_ms = now + SCAN_MS;
 		}
 		did += resend(q);
-		did += ctl_poll(q);
+		did += qmgr_ctl_poll(q);
 		if (q->work != NULL && !q->c.hold)
 			did += dispatch(q, now);
 		if (did != 0) {
@@ -2115,133 +1354,6 @@ void mta_qmgr_get_stats(const struct mta_qmgr *q, struct mta_qmgr_stats *s)
 	s->body_bytes = __atomic_load_n(&q->st.body_bytes, __ATOMIC_RELAXED);
 }
 
-/* ---- start-up: the live queue back from the spool ------------------- */
-
-struct rec {
-	char qid[ENV_QID_LEN + 1];
-	uint32_t nrcpt;
-	uint8_t *state;
-	uint64_t *next_try_s;
-	bool found;
-};
-
-struct recov {
-	struct mta_qmgr *q;
-	struct rec *v;
-	size_t n, cap;
-	size_t *tab;     /* open addressing: index + 1, 0 = empty */
-	size_t tabn;
-	struct mta_qmgr_recovery *rep;
-	int err;
-};
-
-static int live_cb(void *arg, const char *qid, uint32_t nrcpt,
-		   const uint8_t *state, const uint64_t *next_try_s)
-{
-	struct recov *rc = arg;
-	struct rec *r;
-
-	if (rc->n == rc->cap) {
-		size_t cap = rc->cap ? rc->cap * 2 : 256;
-		struct rec *v = realloc(rc->v, cap * sizeof(*v));
-
-		if (v == NULL)
-			return -ENOMEM;
-		rc->v = v;
-		rc->cap = cap;
-	}
-	r = &rc->v[rc->n];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->qid, sizeof(r->qid), "%s", qid);
-	r->nrcpt = nrcpt;
-	r->state = malloc(nrcpt ? nrcpt : 1);
-	r->next_try_s = malloc((nrcpt ? nrcpt : 1) * sizeof(uint64_t));
-	if (r->state == NULL || r->next_try_s == NULL) {
-		free(r->state);
-		free(r->next_try_s);
-		return -ENOMEM;
-	}
-	memcpy(r->state, state, nrcpt);
-	memcpy(r->next_try_s, next_try_s, nrcpt * sizeof(uint64_t));
-	rc->n++;
-	return 0;
-}
-
-static struct rec *rec_find(struct recov *rc, const char *qid)
-{
-	size_t h = key_hash(qid) % rc->tabn;
-
-	while (rc->tab[h] != 0) {
-		struct rec *r = &rc->v[rc->tab[h] - 1];
-
-		if (strcmp(r->qid, qid) == 0)
-			return r;
-		h = (h + 1) % rc->tabn;
-	}
-	return NULL;
-}
-
-static int scan_cb(void *arg, const struct spool_scan_rec *sr)
-{
-	struct recov *rc = arg;
-	struct rec *r;
-	struct envelope *env;
-
-	if (sr->bad || sr->type != SPOOL_REQ_MSG || sr->env == NULL)
-		return 0;
-	r = rec_find(rc, sr->env->qid);
-	if (r == NULL || r->found || r->nrcpt != sr->env->nrcpt)
-		return 0;
-	env = envelope_dup(sr->env);
-	if (env == NULL)
-		return -ENOMEM;
-	r->found = true;
-	rc->rep->messages++;
-	for (uint32_t i = 0; i < r->nrcpt; i++) {
-		if (r->state[i] == SPOOL_RCPT_PENDING)
-			rc->rep->rcpts_pending++;
-		else if (r->state[i] == SPOOL_RCPT_DEFERRED)
-			rc->rep->rcpts_deferred++;
-	}
-	admit(rc->q, env, r->state, r->next_try_s);
-	return 0;
-}
-
-static int recover(struct mta_qmgr *q, struct mta_qmgr_recovery *rep)
-{
-	struct recov rc = { .q = q, .rep = rep };
-	int err;
-
-	err = spool_live_foreach(q->sp, live_cb, &rc);
-	if (err == 0 && rc.n > 0) {
-		rc.tabn = rc.n * 2 + 1;
-		rc.tab = calloc(rc.tabn, sizeof(*rc.tab));
-		if (rc.tab == NULL) {
-			err = -ENOMEM;
-		} else {
-			for (size_t i = 0; i < rc.n; i++) {
-				size_t h = key_hash(rc.v[i].qid) % rc.tabn;
-				while (rc.tab[h] != 0)
-					h = (h + 1) % rc.tabn;
-				rc.tab[h] = i + 1;
-			}
-			err = spool_scan(q->c.spool_dir, scan_cb, &rc);
-		}
-	}
-	for (size_t i = 0; i < rc.n; i++) {
-		if (!rc.v[i].found && err == 0) {
-			rep->unreadable++;
-			LOG(LOG_ERR, "qmgr: %s: live in the spool index but its "
-			    "message record was not found", rc.v[i].qid);
-		}
-		free(rc.v[i].state);
-		free(rc.v[i].next_try_s);
-	}
-	free(rc.v);
-	free(rc.tab);
-	return err;
-}
-
 /* ---- life ----------------------------------------------------------- */
 
 int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
@@ -2288,7 +1400,7 @@ int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
 		if (q->to_worker[w] == NULL)
 			goto nomem;
 	}
-	q->local_dest = dest_get(q, "local", NULL, true);
+	q->local_dest = qmgr_dest_get(q, "local", NULL, true);
 	if (q->local_dest == NULL)
 		goto nomem;
 	pthread_mutex_init(&q->loc.mu, NULL);
@@ -2300,14 +1412,14 @@ int mta_qmgr_new(struct mta_qmgr **out, const struct mta_qmgr_conf *c,
 		mta_qmgr_free(q);
 		return rc;
 	}
-	rc = recover(q, rep);
+	rc = qmgr_recover(q, rep);
 	if (rc != 0) {
 		snprintf(err, errlen, "reading the queue back from %s: %s",
 			 c->spool_dir, strerror(-rc));
 		mta_qmgr_free(q);
 		return rc;
 	}
-	rc = pthread_create(&q->loc.th, NULL, local_main, &q->loc);
+	rc = pthread_create(&q->loc.th, NULL, qmgr_local_main, &q->loc);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot start the delivery thread: %s",
 			 strerror(rc));
@@ -2344,11 +1456,11 @@ void mta_qmgr_free(struct mta_qmgr *q)
 	}
 	if (q->loc.started) {
 		/* a batch in flight finishes; its results are recorded */
-		while (local_phase(&q->loc) == 1) {
+		while (qmgr_local_phase(&q->loc) == 1) {
 			struct timespec ts = { 0, 1000000 };
 			nanosleep(&ts, NULL);
 		}
-		local_collect(q);
+		qmgr_local_collect(q);
 		pthread_mutex_lock(&q->loc.mu);
 		q->loc.stop = true;
 		pthread_cond_signal(&q->loc.cv);
@@ -2359,11 +1471,11 @@ void mta_qmgr_free(struct mta_qmgr *q)
 		/* jobs given back by stopped workers, then our own spool
 		 * requests: wait for them (bounded) so nothing points at a
 		 * freed message */
-		uint64_t deadline = wall_ms() + 10000;
+		uint64_t deadline = qmgr_wall_ms() + 10000;
 
 		drain_jobs(q);
 		while ((q->reqs_out > 0 || q->retry != NULL) &&
-		       wall_ms() < deadline) {
+		       qmgr_wall_ms() < deadline) {
 			drain_spool(q);
 			if (q->retry != NULL)
 				retry_reqs(q, UINT64_MAX);
