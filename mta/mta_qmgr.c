@@ -15,8 +15,10 @@
  * spool request still points at it; block a worker.
  *
  * The core is here; the local delivery thread is in mta_qmgr_local.c,
- * control requests (dpmailctl) in mta_qmgr_ctl.c, the queue read back at
- * start-up in mta_qmgr_recover.c. What they share: mta_qmgr_int.h.
+ * remote jobs in mta_qmgr_jobs.c, bounce and delay reports in
+ * mta_qmgr_report.c, control requests (dpmailctl) in mta_qmgr_ctl.c, the
+ * queue read back at start-up in mta_qmgr_recover.c. What they share:
+ * mta_qmgr_int.h.
  */
 #include "mta/mta_qmgr.h"
 #include "mta/mta_qmgr_int.h"
@@ -240,7 +242,7 @@ uint64_t qmgr_msg_delay_ms(const struct qmsg *m, uint64_t now)
 
 /* ---- spool requests ------------------------------------------------- */
 
-static void req_submit(struct mta_qmgr *q, struct qreq *x)
+void qmgr_req_submit(struct mta_qmgr *q, struct qreq *x)
 {
 	int rc;
 
@@ -279,7 +281,7 @@ static void state_write(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 	x->r.next_try_s = next_try_s;
 	m->refs++;
 	CNT(q, state_records);
-	req_submit(q, x);
+	qmgr_req_submit(q, x);
 }
 
 void qmgr_rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
@@ -293,180 +295,6 @@ void qmgr_rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 	r->flags &= (uint8_t)~(RF_FAIL | RF_BOUNCING);
 	m->open--;
 	state_write(q, m, idx, state, 0);
-}
-
-void qmgr_dsn_conf(const struct mta_qmgr *q, struct mta_dsn_conf *dc)
-{
-	memset(dc, 0, sizeof(*dc));
-	dc->reporting_mta = q->c.hostname;
-	dc->double_bounce_to = q->c.double_bounce_to;
-	dc->now_us = qmgr_wall_ms() * 1000u;
-}
-
-/* A report (bounce, delay or success) made into a message of its own. */
-static struct envelope *report_env(struct mta_qmgr *q, struct envelope *b)
-{
-	spool_qid_next(q->sp, q->me, b->qid);
-	if (envelope_set_str(&b->helo, q->c.hostname, SIZE_MAX) != 0 ||
-	    envelope_set_str(&b->client_addr, "127.0.0.1", SIZE_MAX) != 0) {
-		envelope_free(b);
-		return NULL;
-	}
-	return b;
-}
-
-void qmgr_fill_outcome(const struct qmsg *m, uint32_t idx,
-		       enum mta_dsn_action a, struct mta_dsn_rcpt *o)
-{
-	const struct qrcpt *r = &m->r[idx];
-
-	memset(o, 0, sizeof(*o));
-	o->rcpt = idx;
-	o->action = a;
-	o->status = mta_dsn_status_valid(r->status) ? r->status : NULL;
-	if (o->status != NULL) {
-		char cls = r->status[0];
-		bool ok = (a == MTA_DSN_FAILED && (cls == '4' || cls == '5')) ||
-			  (a == MTA_DSN_DELAYED && cls == '4') ||
-			  (a >= MTA_DSN_DELIVERED && cls == '2');
-		if (!ok)
-			o->status = NULL;
-	}
-	o->remote_mta = r->remote[0] && strcmp(r->remote, "local") != 0 ?
-			r->remote : NULL;
-	o->diagnostic = r->diag[0] ? r->diag : NULL;
-	o->last_attempt_us = r->last_us;
-}
-
-/* Reports for recipients that do not change state (delays, successes):
- * fire and forget; the report is queued like any message. */
-/* mta_dsn_render with the body in memory; a body the spool cannot give
- * back leaves the report without the original message (it still says
- * what became of each recipient). */
-static int render_report(struct mta_qmgr *q, struct qmsg *m,
-			 const struct mta_dsn_conf *dc,
-			 const struct mta_dsn_rcpt *o, size_t n,
-			 struct envelope **b)
-{
-	bool pinned = qmgr_body_pin(q, m) == 0;
-	size_t len = m->env->body_len;
-	int rc;
-
-	if (!pinned)
-		m->env->body_len = 0;
-	rc = mta_dsn_render(dc, m->env, o, n, b);
-	if (pinned)
-		qmgr_body_unpin(q, m);
-	else
-		m->env->body_len = len;
-	return rc;
-}
-
-void qmgr_send_report(struct mta_qmgr *q, struct qmsg *m,
-		      const struct mta_dsn_rcpt *o, size_t n)
-{
-	struct mta_dsn_conf dc;
-	struct envelope *b = NULL;
-	struct qreq *x;
-	int rc;
-
-	qmgr_dsn_conf(q, &dc);
-	rc = render_report(q, m, &dc, o, n, &b);
-	if (rc <= 0) {
-		if (rc < 0)
-			LOG(LOG_ERR, "qmgr: %s: cannot render a report: %s",
-			    m->env->qid, strerror(-rc));
-		return;
-	}
-	b = report_env(q, b);
-	x = b != NULL ? calloc(1, sizeof(*x)) : NULL;
-	if (x == NULL) {
-		envelope_free(b);
-		LOG(LOG_ERR, "qmgr: %s: out of memory for a report",
-		    m->env->qid);
-		return;
-	}
-	x->kind = QR_REPORT;
-	x->dsn = b;
-	x->r.type = SPOOL_REQ_MSG;
-	x->r.env = b;
-	LOG(LOG_INFO, "qmgr: %s: sender %s notification: %s",
-	    m->env->qid, o[0].action == MTA_DSN_DELAYED ? "delay" : "delivery",
-	    b->qid);
-	CNT(q, dsn_sent);
-	req_submit(q, x);
-}
-
-/* Every recipient marked RF_FAIL and not yet on the way gets one bounce;
- * they are marked bounced once it is durable. */
-void qmgr_maybe_bounce(struct mta_qmgr *q, struct qmsg *m)
-{
-	struct mta_dsn_rcpt *o;
-	struct mta_dsn_conf dc;
-	struct envelope *b = NULL;
-	struct qreq *x;
-	uint32_t n = 0, *idx;
-	int rc;
-
-	for (uint32_t i = 0; i < m->env->nrcpt; i++)
-		if ((m->r[i].flags & (RF_FAIL | RF_BOUNCING)) == RF_FAIL)
-			n++;
-	if (n == 0)
-		return;
-	o = calloc(n, sizeof(*o));
-	idx = calloc(n, sizeof(*idx));
-	x = calloc(1, sizeof(*x));
-	if (o == NULL || idx == NULL || x == NULL)
-		goto nomem;
-	n = 0;
-	for (uint32_t i = 0; i < m->env->nrcpt; i++)
-		if ((m->r[i].flags & (RF_FAIL | RF_BOUNCING)) == RF_FAIL) {
-			qmgr_fill_outcome(m, i, MTA_DSN_FAILED, &o[n]);
-			idx[n++] = i;
-		}
-	qmgr_dsn_conf(q, &dc);
-	rc = render_report(q, m, &dc, o, n, &b);
-	free(o);
-	o = NULL;
-	if (rc < 0) {
-		LOG(LOG_ERR, "qmgr: %s: cannot render a bounce: %s",
-		    m->env->qid, strerror(-rc));
-	}
-	if (rc <= 0) {
-		/* nobody to tell (the null sender) */
-		if (rc == 0)
-			LOG(LOG_INFO, "qmgr: %s: no bounce: null sender",
-			    m->env->qid);
-		for (uint32_t i = 0; i < n; i++)
-			qmgr_rcpt_final(q, m, idx[i], SPOOL_RCPT_BOUNCED);
-		free(idx);
-		free(x);
-		return;
-	}
-	b = report_env(q, b);
-	if (b == NULL)
-		goto nomem;
-	for (uint32_t i = 0; i < n; i++)
-		m->r[idx[i]].flags |= RF_BOUNCING;
-	x->kind = QR_BOUNCE;
-	x->m = m;
-	x->dsn = b;
-	x->n = n;
-	x->idx = idx;
-	x->r.type = SPOOL_REQ_MSG;
-	x->r.env = b;
-	m->refs++;
-	LOG(LOG_INFO, "qmgr: %s: sender non-delivery notification: %s",
-	    m->env->qid, b->qid);
-	CNT(q, dsn_sent);
-	req_submit(q, x);
-	return;
-nomem:
-	LOG(LOG_ERR, "qmgr: %s: out of memory for a bounce; retried later",
-	    m->env->qid);
-	free(o);
-	free(idx);
-	free(x);
 }
 
 void qmgr_rcpt_fail(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
@@ -559,7 +387,7 @@ static unsigned retry_reqs(struct mta_qmgr *q, uint64_t now)
 			q->retry = x;
 			continue;
 		}
-		req_submit(q, x);
+		qmgr_req_submit(q, x);
 		n++;
 	}
 	return n;
@@ -941,238 +769,6 @@ static unsigned drain_in(struct mta_qmgr *q)
 	return total;
 }
 
-/* ---- remote jobs ---------------------------------------------------- */
-
-static void job_free(struct mta_job *j)
-{
-	for (uint32_t i = 0; i < j->nmsg; i++)
-		free(j->msg[i].rcpt);
-	free(j->msg);
-	free(j);
-}
-
-static bool job_send(struct mta_qmgr *q, struct mta_job *j)
-{
-	for (unsigned k = 0; k < q->nworkers; k++) {
-		unsigned w = (q->rr + k) % q->nworkers;
-
-		if (rte_ring_mp_enqueue(q->to_worker[w], j) == 0) {
-			q->rr = w + 1;
-			return true;
-		}
-	}
-	return false;
-}
-
-static struct mta_job *job_build(struct mta_qmgr *q, struct dest *d,
-				 uint64_t now)
-{
-	uint32_t max = q->c.dest_msgs_per_conn ? q->c.dest_msgs_per_conn : 1;
-	struct mta_job *j;
-	uint32_t n = 0;
-	int rc;
-
-	if (max > d->nready)
-		max = d->nready;
-	j = calloc(1, sizeof(*j));
-	if (j == NULL)
-		return NULL;
-	j->msg = calloc(max, sizeof(*j->msg));
-	if (j->msg == NULL) {
-		free(j);
-		return NULL;
-	}
-	while (n < max) {
-		struct qentry *e;
-		struct mta_job_msg *jm = &j->msg[n];
-
-		if (q->c.dest_rate != 0 && !ratelimit_allow(&d->rl, now))
-			break;
-		e = qmgr_dest_pop(d);
-		if (e == NULL)
-			break;
-		jm->rcpt = calloc(e->n, sizeof(*jm->rcpt));
-		if (jm->rcpt == NULL) {
-			/* back at the tail; tried later */
-			qmgr_dest_push(q, d, e);
-			break;
-		}
-		rc = qmgr_body_pin(q, e->m);
-		if (rc != 0) {
-			free(jm->rcpt);
-			jm->rcpt = NULL;
-			qmgr_defer_unreadable(q, e, rc);
-			continue;
-		}
-		jm->env = e->m->env;
-		jm->qmsg = e;
-		jm->nrcpt = e->n;
-		for (uint32_t i = 0; i < e->n; i++) {
-			jm->rcpt[i].idx = e->idx[i];
-			e->m->r[e->idx[i]].flags |= RF_ACTIVE;
-		}
-		n++;
-	}
-	if (n == 0) {
-		free(j->msg);
-		free(j);
-		return NULL;
-	}
-	j->nmsg = n;
-	j->dest = d;
-	j->nh = d->nh;
-	j->queued_ms = now;
-	return j;
-}
-
-static void reply_diag(const struct smtp_client_reply *rp, char *out,
-		       size_t len, char *status)
-{
-	char st[16];
-
-	if (mta_dsn_status_from_reply(rp->code, rp->enh[0] ? rp->enh : rp->text,
-				      st, sizeof(st)) != 0)
-		snprintf(st, sizeof(st), "%c.0.0",
-			 rp->code >= 500 ? '5' : rp->code >= 400 ? '4' : '2');
-	if (rp->enh[0] != '\0' && mta_dsn_status_valid(rp->enh) &&
-	    rp->enh[0] == st[0])
-		snprintf(st, sizeof(st), "%s", rp->enh);
-	snprintf(status, 16, "%s", st);
-	snprintf(out, len, "%s; %u %s %s", rp->local ? "x-local" : "smtp",
-		 rp->code, rp->enh, rp->text);
-}
-
-static void job_finish(struct mta_qmgr *q, struct mta_job *j)
-{
-	struct dest *d = j->dest;
-	uint64_t now = qmgr_wall_ms();
-	char remote_name[MTA_HOST_MAX + 1];
-	/* "mx.example.org[198.18.0.10]:25" in logs; the name in reports */
-	const char *remote = remote_name;
-
-	snprintf(remote_name, sizeof(remote_name), "%.*s",
-		 (int)strcspn(j->remote_mta, "["), j->remote_mta);
-
-	d->active--;
-	__atomic_fetch_sub(&q->st.jobs_active, 1, __ATOMIC_RELAXED);
-	if (j->host_failed) {
-		uint64_t b = (uint64_t)q->c.dest_backoff_s * 1000u;
-
-		for (uint32_t s = 0; s < d->fail_streak && s < 16; s++)
-			b *= 2;
-		if (b > (uint64_t)q->c.retry.max_interval_s * 1000u)
-			b = (uint64_t)q->c.retry.max_interval_s * 1000u;
-		if (d->fail_streak < 64)
-			d->fail_streak++;
-		d->backoff_until_ms = now + b;
-		snprintf(d->why, sizeof(d->why), "%s", j->why);
-		LOG(LOG_INFO, "qmgr: destination %s: delivery suspended for "
-		    "%" PRIu64 " s: %s", d->key, b / 1000u, j->why);
-	} else {
-		d->fail_streak = 0;
-		d->backoff_until_ms = 0;
-	}
-	for (uint32_t i = 0; i < j->nmsg; i++) {
-		struct mta_job_msg *jm = &j->msg[i];
-		struct qentry *e = jm->qmsg;
-		struct qmsg *m = e->m;
-		struct qentry *rest = NULL;
-		struct mta_dsn_rcpt *succ = NULL;
-		size_t nsucc = 0;
-		struct mta_dsn_conf dc;
-
-		qmgr_dsn_conf(q, &dc);
-		for (uint32_t k = 0; k < jm->nrcpt; k++) {
-			struct mta_job_rcpt *jr = &jm->rcpt[k];
-			struct qrcpt *r = &m->r[jr->idx];
-
-			r->flags &= (uint8_t)~RF_ACTIVE;
-			reply_diag(&jr->reply, r->diag, sizeof(r->diag),
-				   r->status);
-			snprintf(r->remote, sizeof(r->remote), "%s",
-				 remote ? remote : "");
-			r->last_us = now * 1000u;
-			switch (jr->status) {
-			case SMTP_RCPT_DELIVERED:
-				CNT(q, delivered_remote);
-				qmgr_rcpt_final(q, m, jr->idx,
-						SPOOL_RCPT_DELIVERED);
-				if (m->env->mail_from[0] != '\0' &&
-				    mta_dsn_wanted(&dc, &m->env->rcpt[jr->idx],
-						   MTA_DSN_RELAYED)) {
-					if (succ == NULL)
-						succ = calloc(jm->nrcpt,
-							      sizeof(*succ));
-					if (succ != NULL)
-						qmgr_fill_outcome(m, jr->idx,
-							MTA_DSN_RELAYED,
-							&succ[nsucc++]);
-				}
-				break;
-			case SMTP_RCPT_BOUNCED:
-				qmgr_rcpt_fail(q, m, jr->idx, r->status,
-					       r->diag, remote);
-				break;
-			case SMTP_RCPT_DEFERRED:
-			default:
-				if (rest == NULL)
-					rest = qmgr_entry_new(m, e->n);
-				if (rest == NULL) {
-					LOG(LOG_ERR, "qmgr: %s: out of memory",
-					    m->env->qid);
-					break;
-				}
-				rest->d = d;
-				rest->idx[rest->n++] = jr->idx;
-				break;
-			}
-		}
-		if (nsucc > 0)
-			qmgr_send_report(q, m, succ, nsucc);
-		free(succ);
-		if (rest != NULL)
-			qmgr_defer_entry(q, rest, true, j->host_failed ?
-					 d->backoff_until_ms : 0);
-		qmgr_maybe_bounce(q, m);
-		qmgr_body_unpin(q, m);
-		qmgr_entry_free(q, e);
-	}
-	job_free(j);
-}
-
-static unsigned drain_jobs(struct mta_qmgr *q)
-{
-	struct mta_job *jobs[32];
-	unsigned n, total = 0;
-
-	do {
-		n = rte_ring_sc_dequeue_burst(q->back, (void **)jobs, 32, NULL);
-		for (unsigned i = 0; i < n; i++)
-			job_finish(q, jobs[i]);
-		total += n;
-	} while (n == 32);
-	return total;
-}
-
-/* A destination whose hosts all failed a moment ago: its recipients
- * wait for the back-off without an attempt being counted. */
-static void suspend_ready(struct mta_qmgr *q, struct dest *d)
-{
-	struct qentry *e;
-
-	while ((e = qmgr_dest_pop(d)) != NULL) {
-		for (uint32_t i = 0; i < e->n; i++) {
-			struct qrcpt *r = &e->m->r[e->idx[i]];
-
-			snprintf(r->status, sizeof(r->status), "4.4.1");
-			snprintf(r->diag, sizeof(r->diag),
-				 "x-local; 451 4.4.1 delivery temporarily "
-				 "suspended: %s", d->why);
-		}
-		qmgr_defer_entry(q, e, false, d->backoff_until_ms);
-	}
-}
-
 /* ---- the loop ------------------------------------------------------- */
 
 void qmgr_kick(struct mta_qmgr *q)
@@ -1222,7 +818,7 @@ static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
 		} else if (d->local) {
 			n += qmgr_local_dispatch(q);
 		} else if (d->backoff_until_ms > now) {
-			suspend_ready(q, d);
+			qmgr_suspend_ready(q, d);
 			n++;
 		} else {
 			while (d->nready > 0 &&
@@ -1231,14 +827,14 @@ static unsigned dispatch(struct mta_qmgr *q, uint64_t now)
 
 				if (q->unsent != NULL)
 					break;
-				j = job_build(q, d, now);
+				j = qmgr_job_build(q, d, now);
 				if (j == NULL)
 					break;
 				d->active++;
 				__atomic_fetch_add(&q->st.jobs_active, 1,
 						   __ATOMIC_RELAXED);
 				CNT(q, jobs);
-				if (!job_send(q, j)) {
+				if (!qmgr_job_send(q, j)) {
 					j->next = q->unsent;
 					q->unsent = j;
 				}
@@ -1261,7 +857,7 @@ static unsigned resend(struct mta_qmgr *q)
 	while (q->unsent != NULL) {
 		struct mta_job *j = q->unsent;
 
-		if (!job_send(q, j))
+		if (!qmgr_job_send(q, j))
 			break;
 		q->unsent = j->next;
 		n++;
@@ -1279,7 +875,7 @@ static void *qmgr_main(void *arg)
 		unsigned did = 0;
 
 		did += drain_in(q);
-		did += drain_jobs(q);
+		did += qmgr_drain_jobs(q);
 		did += qmgr_local_collect(q);
 		did += drain_spool(q);
 		if (q->retry != NULL)
@@ -1473,7 +1069,7 @@ void mta_qmgr_free(struct mta_qmgr *q)
 		 * freed message */
 		uint64_t deadline = qmgr_wall_ms() + 10000;
 
-		drain_jobs(q);
+		qmgr_drain_jobs(q);
 		while ((q->reqs_out > 0 || q->retry != NULL) &&
 		       qmgr_wall_ms() < deadline) {
 			drain_spool(q);
@@ -1497,7 +1093,7 @@ void mta_qmgr_free(struct mta_qmgr *q)
 	while (q->unsent != NULL) {
 		struct mta_job *j = q->unsent;
 		q->unsent = j->next;
-		job_free(j);
+		qmgr_job_free(j);
 	}
 	for (struct qentry *e = q->deferred, *n; e != NULL; e = n) {
 		n = e->next;

@@ -6,7 +6,9 @@
  *
  *   mta_qmgr.c          the core: messages, bodies in memory, spool
  *                       requests, destinations, deferral, admission,
- *                       remote jobs, the loop, entry points, life
+ *                       the loop, entry points, life
+ *   mta_qmgr_report.c   bounce, delay and success reports (DSNs)
+ *   mta_qmgr_jobs.c     remote jobs: built, sent to workers, finished
  *   mta_qmgr_local.c    the local delivery thread and its batches
  *   mta_qmgr_ctl.c      control requests (dpmailctl) and reconf
  *   mta_qmgr_recover.c  the live queue read back from the spool
@@ -170,14 +172,9 @@ int qmgr_body_pin(struct mta_qmgr *q, struct qmsg *m);
 void qmgr_body_unpin(struct mta_qmgr *q, struct qmsg *m);
 void qmgr_defer_unreadable(struct mta_qmgr *q, struct qentry *e, int err);
 uint64_t qmgr_msg_delay_ms(const struct qmsg *m, uint64_t now);
+void qmgr_req_submit(struct mta_qmgr *q, struct qreq *x);
 void qmgr_rcpt_final(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 		     uint8_t state);
-void qmgr_dsn_conf(const struct mta_qmgr *q, struct mta_dsn_conf *dc);
-void qmgr_fill_outcome(const struct qmsg *m, uint32_t idx,
-		       enum mta_dsn_action a, struct mta_dsn_rcpt *o);
-void qmgr_send_report(struct mta_qmgr *q, struct qmsg *m,
-		      const struct mta_dsn_rcpt *o, size_t n);
-void qmgr_maybe_bounce(struct mta_qmgr *q, struct qmsg *m);
 void qmgr_rcpt_fail(struct mta_qmgr *q, struct qmsg *m, uint32_t idx,
 		    const char *status, const char *diag,
 		    const char *remote);
@@ -194,6 +191,22 @@ void qmgr_defer_entry(struct mta_qmgr *q, struct qentry *e, bool count,
 void qmgr_admit(struct mta_qmgr *q, struct envelope *env,
 		const uint8_t *state, const uint64_t *next_try_s);
 void qmgr_kick(struct mta_qmgr *q);
+
+/* mta_qmgr_report.c */
+void qmgr_dsn_conf(const struct mta_qmgr *q, struct mta_dsn_conf *dc);
+void qmgr_fill_outcome(const struct qmsg *m, uint32_t idx,
+		       enum mta_dsn_action a, struct mta_dsn_rcpt *o);
+void qmgr_send_report(struct mta_qmgr *q, struct qmsg *m,
+		      const struct mta_dsn_rcpt *o, size_t n);
+void qmgr_maybe_bounce(struct mta_qmgr *q, struct qmsg *m);
+
+/* mta_qmgr_jobs.c */
+void qmgr_job_free(struct mta_job *j);
+bool qmgr_job_send(struct mta_qmgr *q, struct mta_job *j);
+struct mta_job *qmgr_job_build(struct mta_qmgr *q, struct dest *d,
+			       uint64_t now);
+unsigned qmgr_drain_jobs(struct mta_qmgr *q);
+void qmgr_suspend_ready(struct mta_qmgr *q, struct dest *d);
 
 /* mta_qmgr_local.c */
 void *qmgr_local_main(void *arg);
