@@ -16,12 +16,12 @@
 
 #include "mgmt/config.h"
 #include "mgmt/ctl_client.h"
+#include "mgmt/dpmailctl_user.h"
 #include "mgmt/smtpd_tls.h"
 #include "mta/mta_policy.h"
 #include "mta/mta_route.h"
-#include "tls/tls.h"
-#include "mgmt/dpmailctl_user.h"
 #include "store/spool.h"
+#include "tls/tls.h"
 
 #ifndef DPMAIL_SYSCONFDIR
 #define DPMAIL_SYSCONFDIR "etc"
@@ -88,6 +88,7 @@ static int config_check(int argc, char **argv)
 	char err[1024];
 	bool json = false;
 	json_t *r;
+	int rc;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
@@ -123,25 +124,26 @@ static int config_check(int argc, char **argv)
 	}
 	if (path == NULL)
 		path = DPMAIL_SYSCONFDIR "/dpmail.conf";
-	if (check_loads(&conf, path, err, sizeof(err)) != 0) {
-		if (!json) {
+	rc = check_loads(&conf, path, err, sizeof(err));
+	if (!json) {
+		if (rc != 0)
 			fprintf(stderr, "%s\n", err);
-			return 1;
-		}
-		r = json_pack("{s:b,s:s,s:s}", "ok", 0, "config", path,
-			      "error", err);
-	} else if (!json) {
-		printf("%s: ok\n", path);
-		return 0;
-	} else {
-		r = json_pack("{s:b,s:s}", "ok", 1, "config", path);
+		else
+			printf("%s: ok\n", path);
+		return rc != 0;
 	}
-	bool ok = json_is_true(json_object_get(r, "ok"));
-
+	r = rc != 0 ? json_pack("{s:b,s:s,s:s}", "ok", 0, "config", path,
+				"error", err)
+		    : json_pack("{s:b,s:s}", "ok", 1, "config", path);
+	if (r == NULL) {        /* a path (or a reason naming one) not UTF-8 */
+		fprintf(stderr, "dpmailctl: config check: %s (and no JSON "
+			"for it: not UTF-8)\n", rc != 0 ? err : "ok");
+		return 1;
+	}
 	json_dumpf(r, stdout, JSON_INDENT(2));
 	putchar('\n');
 	json_decref(r);
-	return ok ? 0 : 1;
+	return rc != 0;
 }
 
 /* ---- spool dump ---- */

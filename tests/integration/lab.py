@@ -643,9 +643,10 @@ def close_labs(request, labs, tail=80):
         lb = getattr(x, "lab", x)
         if lb is not x:
             x.close()
-        problems += lb.close()
+        mine = lb.close()
+        problems += mine
         save_log(lb, request.node.name)
-        if problems or failed:
+        if mine or failed:
             print(f"\n--- dpmaild log tail ({lb.pmd}, {lb.ns}, "
                   f"{lb.log_path}) ---\n{lb.log_tail(tail)}")
     if problems:

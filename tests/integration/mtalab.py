@@ -1011,18 +1011,6 @@ def send_many(ns, items, sessions=8, per_conn=100, host=DAEMON_IP, port=25,
     return results
 
 
-def wait(pred, timeout, what):
-    """pred()'s first true value, polled every 0.1 s for `timeout` s;
-    AssertionError naming `what` when it never comes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 # ---------------------------------------------------------------- the world
 
 def start_world(lb, workdir, conf, made):

@@ -127,9 +127,6 @@ def items(n, tag, to="bob@dpmail.test", sender=SENDER, size=400):
             for i in range(n)]
 
 
-wait = ml.wait
-
-
 # ---------------------------------------------------------------- tests
 
 @pytest.mark.pmds("tap")
@@ -153,9 +150,9 @@ def test_status_stats_metrics_log_with_traffic(ctl_lab):
     acked = [k for k, v in res.items() if v[1] == 250]
     assert len(acked) == 1000, {k: v for k, v in res.items() if v[1] != 250}
 
-    s = wait(lambda: (lambda j: j if j["qmgr"]["delivered_local"] >= 1000
-                      else None)(ctlj(lb, "stats")), 60,
-             "1,000 local deliveries")
+    s = sl.wait_for(lambda: (lambda j: j if j["qmgr"]["delivered_local"]
+                             >= 1000 else None)(ctlj(lb, "stats")), 60,
+                    what="1,000 local deliveries")
     assert s["total"]["smtp"]["messages_queued"] == 1000
     assert s["total"]["smtp"]["rcpt_accepted"] == 1000
     assert s["qmgr"]["received"] == 1000
@@ -237,8 +234,9 @@ def test_queue_verbs_on_a_deferred_queue(ctl_lab):
               f"b{i}", sender="bob@dpmail.test", to=f"b{i}@b.test"),
               sender="bob@dpmail.test")
           for i in range(2)]
-    wait(lambda: ctlj(lb, "queue", "list", "--state", "deferred")["matched"]
-         == 5, 30, "5 deferred messages")
+    sl.wait_for(lambda: ctlj(lb, "queue", "list", "--state",
+                             "deferred")["matched"] == 5, 30,
+                what="5 deferred messages")
     assert {m["id"] for m in ctlj(lb, "queue", "list", "--domain",
                                   "c.test")["messages"]} == set(qc)
     assert {m["id"] for m in ctlj(lb, "queue", "list", "--sender",
@@ -279,8 +277,8 @@ def test_queue_verbs_on_a_deferred_queue(ctl_lab):
     assert ctlj(lb, "queue", "release", qc[2])["matched"] == 1
     ctl(lb, "queue", "flush", qc[2])
     sink.wait_count(5, 30)
-    wait(lambda: ctlj(lb, "queue", "list")["matched"] == 0, 30,
-         "an empty queue")
+    sl.wait_for(lambda: ctlj(lb, "queue", "list")["matched"] == 0, 30,
+                what="an empty queue")
 
     # suspend: flushing delivers nothing to it; resume delivers
     ctl(lb, "domain", "suspend", f"[{MXC}]:{SINK_PORT}")
@@ -297,8 +295,9 @@ def test_queue_verbs_on_a_deferred_queue(ctl_lab):
     sink.down()
     qd = ml.send(w, ["del@c.test"], ml.message("del", to="del@c.test"))
     qx = ml.send(w, ["bnc@c.test"], ml.message("bnc", to="bnc@c.test"))
-    wait(lambda: ctlj(lb, "queue", "list", "--state", "deferred")["matched"]
-         == 2, 30, "2 deferred")
+    sl.wait_for(lambda: ctlj(lb, "queue", "list", "--state",
+                             "deferred")["matched"] == 2, 30,
+                what="2 deferred")
     assert ctlj(lb, "queue", "delete", qd)["matched"] == 1
     assert ctlj(lb, "queue", "bounce", qx)["matched"] == 1
     raws = ml.wait_files(w.mail_dir / "alice", 1, 30,
@@ -307,7 +306,8 @@ def test_queue_verbs_on_a_deferred_queue(ctl_lab):
     assert dsn["recipients"][0]["final-recipient"].lower().endswith(
         "bnc@c.test"), dsn["recipients"]
     assert dsn["recipients"][0]["action"].lower() == "failed"
-    wait(lambda: ctlj(lb, "queue", "list")["matched"] == 0, 30, "empty")
+    sl.wait_for(lambda: ctlj(lb, "queue", "list")["matched"] == 0, 30,
+                what="empty")
     sink.up()
     time.sleep(1)
     assert sink.count() == 6        # the deleted one never went out
@@ -380,6 +380,18 @@ def test_reload_good_and_bad(ctl_lab):
         f"{lb.conf_path}: ok\n"
     assert ctlj(lb, "config", "check", str(lb.conf_path)) == {
         "ok": True, "config": str(lb.conf_path)}
+    # a file name JSON cannot carry (not UTF-8): checked, said plainly
+    odd = lb.conf_path.parent / os.fsdecode(b"odd\xffname.conf")
+    odd.write_text(good)
+    r = subprocess.run([str(ctl_binary()), "config", "check", odd],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == bytes(odd) + b": ok\n", r
+    r = subprocess.run([str(ctl_binary()), "config", "check", "--json", odd],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == b"" and \
+        b"ok (and no JSON for it: not UTF-8)" in r.stderr, r
+    assert ctl(lb, "config", "check", "--json", "/nonexistent.conf",
+               check=False).returncode == 1
     bad = reload_refused(lb, good + "\n[smtp]\nmax_recipients = lots\n")
     n = len(good.splitlines()) + 3
     assert f"{lb.conf_path}:{n}: [smtp] max_recipients" in bad, bad
@@ -434,9 +446,9 @@ def test_reload_limits_under_load(ctl_lab):
         t = threading.Thread(target=load)
         t.start()
         try:
-            wait(lambda: ctlj(lb, "stats")["total"]["smtp"][
-                 "messages_queued"] >= 10 * sessions, 60,
-                 "the load's first 10 messages per session accepted")
+            sl.wait_for(lambda: ctlj(lb, "stats")["total"]["smtp"][
+                        "messages_queued"] >= 10 * sessions, 60,
+                        what="the first 10 messages of each session")
             # parked: the 16 load sessions and `old`, established
             est = ctlj(lb, "stats")["total"]["tcp_states"]["established"]
             assert est >= sessions + 1, est
@@ -707,8 +719,8 @@ def test_shutdown_drain_under_load(ctl_lab):
                                     sessions=8, per_conn=50, timeout=30))
     t = threading.Thread(target=load)
     t.start()
-    wait(lambda: ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
-         >= 300, 60, "300 messages accepted")
+    sl.wait_for(lambda: ctlj(lb, "stats")["total"]["smtp"]["messages_queued"]
+                >= 300, 60, what="300 messages accepted")
     r = ctl(lb, "shutdown", "--drain", "20", timeout=90)
     assert "stopped" in r.stdout
     lb.proc.wait(30)
@@ -793,8 +805,8 @@ def test_json_log_lines(ctl_lab):
     lb = w.lab
     qid = ml.send(w, ["bob@dpmail.test"], ml.message("j0",
                                                      to="bob@dpmail.test"))
-    wait(lambda: ctlj(lb, "stats")["qmgr"]["delivered_local"] == 1, 30,
-         "the delivery")
+    sl.wait_for(lambda: ctlj(lb, "stats")["qmgr"]["delivered_local"] == 1, 30,
+                what="the delivery")
     objs = []
     for line in lb.log_text().splitlines():
         if line.startswith("{"):

@@ -170,9 +170,6 @@ def syslog_sink():
         s.close()
 
 
-wait = ml.wait
-
-
 def send_two(w):
     """One message for a local mailbox, one relayed to the sink; both
     delivered. Returns {"local": (qid, data), "relay": (qid, data)}."""
@@ -187,8 +184,8 @@ def send_two(w):
 
 def wait_line(lab, pattern, what, timeout=30):
     rx = re.compile(pattern, re.M)
-    return wait(lambda: rx.search(lab.log_text()), timeout,
-                f"{what}: /{pattern}/ in the log")
+    return sl.wait_for(lambda: rx.search(lab.log_text()), timeout,
+                       what=f"{what}: /{pattern}/ in the log")
 
 
 # ---------------------------------------------------------------- tests
@@ -204,11 +201,11 @@ def test_syslog_output(log_lab, syslog_sink):
     sent = send_two(w)
     ql, _ = sent["local"]
     qr, _ = sent["relay"]
-    wait(lambda: any(ql in m and "status=sent" in m
-                     for _, _, m in syslog_sink.lines(lb.pid)) and
-         any(qr in m and "status=sent" in m
-             for _, _, m in syslog_sink.lines(lb.pid)),
-         30, "both deliveries logged to syslog")
+    sl.wait_for(lambda: any(ql in m and "status=sent" in m
+                            for _, _, m in syslog_sink.lines(lb.pid)) and
+                any(qr in m and "status=sent" in m
+                    for _, _, m in syslog_sink.lines(lb.pid)),
+                30, what="both deliveries logged to syslog")
     lines = syslog_sink.lines(lb.pid)
     assert lines, syslog_sink.datagrams[:5]
     for pri, pid, msg in lines:
@@ -236,10 +233,10 @@ def test_json_lines_to_a_file(log_lab, tmp_path):
     w = log_lab({"format": "json", "output": str(out)})
     sent = send_two(w)
     for qid, _ in sent.values():
-        wait(lambda: qid in out.read_text() and
-             re.search(rf'{qid}: to=<[^>]*>,[^"]*status=sent',
-                       out.read_text()),
-             30, f"{qid} delivered in the JSON log")
+        sl.wait_for(lambda: qid in out.read_text() and
+                    re.search(rf'{qid}: to=<[^>]*>,[^"]*status=sent',
+                              out.read_text()),
+                    30, what=f"{qid} delivered in the JSON log")
     text = out.read_text()
     assert text.endswith("\n")
     objs = [json.loads(l) for l in text.splitlines()]
@@ -446,11 +443,11 @@ def test_peer_flood_is_rate_limited(log_lab, tmp_path):
         time.sleep(1.2)                  # a token back
         r = c.cmd(f"RCPT TO:<nouser{n}@dpmail.test>")
         assert r.code == 550, r
-        m = wait(lambda: re.search(r"info: log: (\d+) lines like the next "
-                                   r"were suppressed \(rate limit\)\n.*"
-                                   rf"<nouser{n}@dpmail\.test>: user unknown",
-                                   out.read_text()),
-                 10, "the count of suppressed lines")
+        counted = re.compile(r"info: log: (\d+) lines like the next were "
+                             r"suppressed \(rate limit\)\n.*"
+                             rf"<nouser{n}@dpmail\.test>: user unknown")
+        m = sl.wait_for(lambda: counted.search(out.read_text()), 10,
+                        what="the count of suppressed lines")
         assert logged + int(m.group(1)) == n, (logged, m.group(1))
         assert len(rx.findall(out.read_text())) == logged + 1
         assert c.cmd("QUIT").code == 221
